@@ -1,0 +1,244 @@
+"""The codec interface: pixels in, real bitstream bytes out, and back.
+
+A codec family exposes one scalar knob that trades rate for quality (JPEG's quality, HEVC's QP,
+JPEG XL's distance...). An operating point names the family and a knob value, ``hevc@qp37``.
+Everything a ledger row needs to reproduce the encode travels in the :class:`Bitstream`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from icm.errors import UnknownCodecError
+
+
+@dataclass(frozen=True)
+class Knob:
+    """The one scalar that trades rate for quality, and how it is written in a level.
+
+    ``prefix`` + value makes the level string (``q30``, ``qp37``, ``d1.5``). ``rate_rises`` says
+    whether a larger value spends more bits (JPEG quality) or fewer (HEVC QP), which is all rate
+    control needs to know to bisect.
+    """
+
+    prefix: str
+    lo: float
+    hi: float
+    integer: bool = True
+    rate_rises: bool = True
+    meaning: str = ""
+
+    def parse(self, level: str, codec: str) -> float:
+        """``'qp37'`` -> 37.0, or an :class:`UnknownCodecError` saying what is accepted."""
+        text = level.strip().lower()
+        number = text[len(self.prefix):] if text.startswith(self.prefix) else None
+        try:
+            value = float(number) if number else math.nan
+        except ValueError:
+            value = math.nan
+        if math.isnan(value) or (self.integer and value != int(value)):
+            raise UnknownCodecError(f"{codec}: level {level!r} is not {self.describe()}")
+        if not self.lo <= value <= self.hi:
+            raise UnknownCodecError(f"{codec}: level {level!r} is outside {self.describe()}")
+        return value
+
+    def format(self, value: float) -> str:
+        """37.0 -> ``'qp37'``; floats keep up to 3 decimals."""
+        if self.integer:
+            return f"{self.prefix}{int(round(value))}"
+        return f"{self.prefix}{value:.3f}".rstrip("0").rstrip(".")
+
+    def describe(self) -> str:
+        kind = "integer" if self.integer else "number"
+        span = f"{self.prefix}{self.lo:g}..{self.prefix}{self.hi:g}"
+        return f"{span} ({kind} {self.meaning})".replace(" )", ")")
+
+
+@dataclass(frozen=True)
+class Bitstream:
+    """Real encoded bytes plus the metadata that makes the encode reproducible.
+
+    ``data`` is exactly what a standard decoder reads (a JPEG file, an Annex-B HEVC stream...).
+    ``width`` and ``height`` are the original image's: codecs that pad to a block multiple
+    crop back on decode. ``params`` holds every encoder setting that was used.
+    """
+
+    data: bytes
+    codec: str
+    level: str
+    width: int
+    height: int
+    chroma: str = "420"
+    bit_depth: int = 8
+    library: str = ""
+    library_version: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def point(self) -> str:
+        return f"{self.codec}@{self.level}"
+
+    @property
+    def bpp(self) -> float:
+        """Bits per pixel of the payload alone, over the original image size."""
+        return 8 * len(self.data) / (self.width * self.height)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready metadata (everything but the bytes)."""
+        return {
+            "codec": self.codec,
+            "level": self.level,
+            "width": self.width,
+            "height": self.height,
+            "chroma": self.chroma,
+            "bit_depth": self.bit_depth,
+            "library": self.library,
+            "library_version": self.library_version,
+            "params": dict(self.params),
+            "payload_bytes": len(self.data),
+        }
+
+
+@dataclass(frozen=True)
+class Option:
+    """One encoder setting a user may change (``-O chroma=444``), with its allowed values."""
+
+    default: Any
+    choices: tuple[Any, ...] = ()
+    help: str = ""
+
+    def coerce(self, name: str, value: Any, codec: str) -> Any:
+        kind = type(self.default)
+        try:
+            typed = _parse_bool(value) if kind is bool else kind(value)
+        except (TypeError, ValueError):
+            raise UnknownCodecError(f"{codec}: option {name}={value!r} is not a {kind.__name__}") from None
+        if self.choices and typed not in self.choices:
+            allowed = ", ".join(str(c) for c in self.choices)
+            raise UnknownCodecError(f"{codec}: option {name}={value!r}; choose from {allowed}")
+        return typed
+
+
+class Codec(ABC):
+    """One codec family. Subclasses set the class attributes and implement the two hooks.
+
+    ``encode`` and ``decode`` here handle what every family shares (validation, padding to the
+    codec's block multiple, cropping back, metadata); ``_encode`` and ``_decode`` only talk to
+    the library.
+    """
+
+    name: ClassVar[str]
+    knob: ClassVar[Knob]
+    raw_suffix: ClassVar[str]
+    library: ClassVar[str]
+    summary: ClassVar[str] = ""
+    install_hint: ClassVar[str] = ""
+    options: ClassVar[Mapping[str, Option]] = {}
+    pad_multiple: ClassVar[int] = 1
+
+    # -- availability ------------------------------------------------------------------------
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """None when the library works here, else a short reason (shown with ``install_hint``)."""
+        return None
+
+    @classmethod
+    def library_version(cls) -> str:
+        return ""
+
+    # -- the two hooks -----------------------------------------------------------------------
+    @abstractmethod
+    def _encode(self, rgb: np.ndarray, value: float, options: Mapping[str, Any]) -> bytes:
+        """Encode a padded RGB uint8 array at knob ``value``; return the standard bitstream."""
+
+    @abstractmethod
+    def _decode(self, data: bytes) -> np.ndarray:
+        """Decode a bitstream to RGB uint8 at its coded (possibly padded) size."""
+
+    # -- public API --------------------------------------------------------------------------
+    def encode(self, image: np.ndarray, level: str | float, **options: Any) -> Bitstream:
+        """Encode ``image`` (H, W, 3 uint8) at ``level`` (``'q30'`` or the bare knob value)."""
+        _check_rgb(image)
+        value = self.knob.parse(level, self.name) if isinstance(level, str) else float(level)
+        chosen = self.resolve_options(options)
+        data = self._encode(pad_to_multiple(image, self.pad_multiple), value, chosen)
+        return Bitstream(
+            data=data,
+            codec=self.name,
+            level=self.knob.format(value),
+            width=image.shape[1],
+            height=image.shape[0],
+            chroma=str(chosen.get("chroma", self.native_chroma(chosen))),
+            bit_depth=int(chosen.get("bit_depth", 8)),
+            library=self.library,
+            library_version=self.library_version(),
+            params={self.knob.prefix: value, **chosen},
+        )
+
+    def decode(self, bitstream: Bitstream) -> np.ndarray:
+        """Decode to RGB uint8 at the original ``width`` x ``height``."""
+        rgb = self._decode(bitstream.data)
+        return np.ascontiguousarray(rgb[: bitstream.height, : bitstream.width, :3])
+
+    def resolve_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with the user's options, each checked against its choices."""
+        unknown = set(options) - set(self.options)
+        if unknown:
+            known = ", ".join(sorted(self.options)) or "none"
+            raise UnknownCodecError(
+                f"{self.name}: unknown option {', '.join(sorted(unknown))} (known: {known})"
+            )
+        chosen = {name: opt.default for name, opt in self.options.items()}
+        for name, value in options.items():
+            chosen[name] = self.options[name].coerce(name, value, self.name)
+        return chosen
+
+    def native_chroma(self, options: Mapping[str, Any]) -> str:
+        """Chroma format used when the codec offers no choice (JPEG at its default is 4:2:0)."""
+        return "420"
+
+
+def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
+    """Extend the right and bottom edges so both sides are multiples of ``multiple``.
+
+    Edge replication costs the fewest bits of the padding choices; decode crops it away again.
+    """
+    if multiple <= 1:
+        return image
+    height, width = image.shape[:2]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if not (pad_h or pad_w):
+        return image
+    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+
+
+def _parse_bool(value: Any) -> bool:
+    """``bool('false')`` is True, so option strings from the command line are read by word."""
+    if isinstance(value, bool):
+        return value
+    words = {"1": True, "true": True, "yes": True, "on": True,
+             "0": False, "false": False, "no": False, "off": False}
+    if str(value).strip().lower() not in words:
+        raise ValueError(value)
+    return words[str(value).strip().lower()]
+
+
+def _check_rgb(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        raise TypeError("codecs take an (H, W, 3) RGB array; load files with icm.image.load_image")
+    if image.dtype != np.uint8:
+        raise TypeError(f"codecs take uint8 pixels, got {image.dtype}")
+
+
+def timed(func, *args, **kwargs) -> tuple[Any, float]:
+    """Call ``func`` and return ``(result, milliseconds)`` measured on a monotonic clock."""
+    start = time.perf_counter()
+    result = func(*args, **kwargs)
+    return result, (time.perf_counter() - start) * 1e3

@@ -1,0 +1,42 @@
+"""Atomic file output.
+
+A result file is either complete or absent: we write to a temporary file in the same folder and
+rename it over the target, which POSIX and Windows both make atomic. A crash mid-write therefore
+never leaves half a file, and an existing output survives until its replacement is whole.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from icm.errors import IcmError
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise IcmError(f"cannot write here ({exc.strerror or exc})", target) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def refuse_overwriting_input(source: str | os.PathLike[str], output: str | os.PathLike[str]) -> None:
+    """Stop before an output would replace the file it was made from."""
+    src, out = Path(source), Path(output)
+    if out.exists() and src.exists() and os.path.samefile(src, out):
+        raise IcmError("output would overwrite the input file; choose another -o", out)
