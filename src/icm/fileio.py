@@ -35,7 +35,9 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     return target
 
 
-def refuse_overwriting_input(source: str | os.PathLike[str], output: str | os.PathLike[str]) -> None:
+def refuse_overwriting_input(
+    source: os.PathLike[str] | str, output: os.PathLike[str] | str
+) -> None:
     """Stop before an output would replace the file it was made from."""
     src, out = Path(source), Path(output)
     if out.exists() and src.exists() and os.path.samefile(src, out):

@@ -52,7 +52,7 @@ class Knob:
     def format(self, value: float) -> str:
         """37.0 -> ``'qp37'``; floats keep up to 3 decimals."""
         if self.integer:
-            return f"{self.prefix}{int(round(value))}"
+            return f"{self.prefix}{round(value)}"
         return f"{self.prefix}{value:.3f}".rstrip("0").rstrip(".")
 
     def describe(self) -> str:
@@ -119,7 +119,8 @@ class Option:
         try:
             typed = _parse_bool(value) if kind is bool else kind(value)
         except (TypeError, ValueError):
-            raise UnknownCodecError(f"{codec}: option {name}={value!r} is not a {kind.__name__}") from None
+            problem = f"{codec}: option {name}={value!r} is not a {kind.__name__}"
+            raise UnknownCodecError(problem) from None
         if self.choices and typed not in self.choices:
             allowed = ", ".join(str(c) for c in self.choices)
             raise UnknownCodecError(f"{codec}: option {name}={value!r}; choose from {allowed}")

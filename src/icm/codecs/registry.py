@@ -32,7 +32,8 @@ def get_codec(name: str) -> Codec:
         raise UnknownCodecError(f"unknown codec {name!r}; known: {', '.join(CODECS)}")
     reason = cls.unavailable_reason()
     if reason is not None:
-        raise CodecUnavailableError(f"codec {cls.name} is unavailable: {reason}. {cls.install_hint}")
+        problem = f"codec {cls.name} is unavailable: {reason}. {cls.install_hint}"
+        raise CodecUnavailableError(problem.strip())
     return cls()
 
 

@@ -131,7 +131,8 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
     mode = image.mode
     if mode == "CMYK" and image.info.get("icc_profile"):
         source = ImageCms.ImageCmsProfile(io.BytesIO(image.info["icc_profile"]))
-        image = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        srgb = ImageCms.createProfile("sRGB")
+        image = ImageCms.profileToProfile(image, source, srgb, outputMode="RGB")
         return np.asarray(image, dtype=np.uint8)
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return _samples_to_rgb8(np.asarray(image))
