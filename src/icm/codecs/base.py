@@ -143,6 +143,7 @@ class Codec(ABC):
     install_hint: ClassVar[str] = ""
     options: ClassVar[Mapping[str, Option]] = {}
     pad_multiple: ClassVar[int] = 1
+    supports_delta_qp: ClassVar[bool] = False
 
     # -- availability ------------------------------------------------------------------------
     @classmethod
@@ -164,12 +165,28 @@ class Codec(ABC):
         """Decode a bitstream to RGB uint8 at its coded (possibly padded) size."""
 
     # -- public API --------------------------------------------------------------------------
-    def encode(self, image: np.ndarray, level: str | float, **options: Any) -> Bitstream:
-        """Encode ``image`` (H, W, 3 uint8) at ``level`` (``'q30'`` or the bare knob value)."""
+    def encode(
+        self,
+        image: np.ndarray,
+        level: str | float,
+        *,
+        delta_qp: np.ndarray | None = None,
+        **options: Any,
+    ) -> Bitstream:
+        """Encode ``image`` (H, W, 3 uint8) at ``level`` (``'q30'`` or the bare knob value).
+
+        ``delta_qp`` is a 2-D integer block map (row-major, any grid size; the codec scales it to
+        the frame) of QP offsets, for codecs with ``supports_delta_qp``. It reaches ``_encode``
+        as ``options["delta_qp"]`` and is recorded in ``params`` by shape and checksum.
+        """
         _check_rgb(image)
         value = self.knob.parse(level, self.name) if isinstance(level, str) else float(level)
         chosen = self.resolve_options(options)
-        data = self._encode(pad_to_multiple(image, self.pad_multiple), value, chosen)
+        coded_options = dict(chosen)
+        if delta_qp is not None:
+            coded_options["delta_qp"] = self._check_delta_qp(delta_qp)
+            chosen["delta_qp"] = _describe_map(coded_options["delta_qp"])
+        data = self._encode(pad_to_multiple(image, self.pad_multiple), value, coded_options)
         return Bitstream(
             data=data,
             codec=self.name,
@@ -201,9 +218,25 @@ class Codec(ABC):
             chosen[name] = self.options[name].coerce(name, value, self.name)
         return chosen
 
+    def _check_delta_qp(self, delta_qp: np.ndarray) -> np.ndarray:
+        if not self.supports_delta_qp:
+            raise UnknownCodecError(f"{self.name} does not take a delta-QP map (hevc-kvazaar does)")
+        grid = np.asarray(delta_qp)
+        if grid.ndim != 2 or grid.size == 0 or not np.issubdtype(grid.dtype, np.integer):
+            raise UnknownCodecError(f"{self.name}: delta-QP map must be a non-empty 2-D int array")
+        return grid.astype(np.int64)
+
     def native_chroma(self, options: Mapping[str, Any]) -> str:
         """Chroma format used when the codec offers no choice (JPEG at its default is 4:2:0)."""
         return "420"
+
+
+def _describe_map(grid: np.ndarray) -> str:
+    """A short, reproducible record of a block map for ``params``: shape and CRC-32."""
+    import zlib
+
+    rows, cols = grid.shape
+    return f"{cols}x{rows} crc32={zlib.crc32(grid.astype('<i8').tobytes()):08x}"
 
 
 def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
