@@ -4,7 +4,17 @@ Importing this package fills the registry. Libraries load lazily inside each cod
 one makes only that codec unavailable (``icm codecs`` says why and how to install it).
 """
 
-from icm.codecs import jpeg  # noqa: F401  (registers on import)
+# Importing a family module registers it. The order here is the listing order, and the first
+# codec registered for a raw suffix owns it (.jpg -> jpeg, not jpegli), so sorting is off.
+# isort: off
+from icm.codecs import jpeg  # noqa: F401
+from icm.codecs import jpegli  # noqa: F401
+from icm.codecs import webp  # noqa: F401
+from icm.codecs import jpeg2000  # noqa: F401
+from icm.codecs import avif  # noqa: F401
+from icm.codecs import jxl  # noqa: F401
+from icm.codecs import heic  # noqa: F401
+# isort: on
 from icm.codecs.base import Bitstream, Codec, Knob, Option, pad_to_multiple
 from icm.codecs.point import CodecPoint, parse_point
 from icm.codecs.registry import CODECS, codec_for_suffix, get_codec, list_codecs, register_codec

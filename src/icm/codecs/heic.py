@@ -1,0 +1,60 @@
+"""HEIC (HEVC intra in HEIF) through pillow-heif's libheif + x265."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from icm.codecs.base import Codec, Knob, Option
+from icm.codecs.registry import register_codec
+from icm.errors import IcmError
+
+
+@register_codec
+class HeicCodec(Codec):
+    name = "heic"
+    knob = Knob("q", 0, 100, meaning="quality, higher is better")
+    raw_suffix = ".heic"
+    library = "libheif + x265 (pillow-heif)"
+    summary = "HEIC still image (HEVC intra in HEIF)"
+    install_hint = "pip install pillow-heif"
+    options = {"chroma": Option("420", ("420", "422", "444"), "chroma subsampling")}
+    pad_multiple = 2
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        try:
+            import pillow_heif
+        except ImportError:
+            return "pillow-heif is not installed"
+        encoders = pillow_heif.libheif_info().get("encoders", {})
+        return None if "x265" in encoders else "pillow-heif has no HEVC encoder"
+
+    @classmethod
+    def library_version(cls) -> str:
+        import pillow_heif
+
+        info = pillow_heif.libheif_info()
+        return f"libheif {info['libheif']}, {info['HEIF']}, pillow-heif {pillow_heif.__version__}"
+
+    def _encode(self, rgb: np.ndarray, value: float, options: Mapping[str, Any]) -> bytes:
+        import pillow_heif
+
+        size = (rgb.shape[1], rgb.shape[0])
+        pixels = np.ascontiguousarray(rgb).tobytes()
+        heif = pillow_heif.from_bytes(mode="RGB", size=size, data=pixels)
+        buffer = io.BytesIO()
+        heif.save(buffer, quality=int(value), chroma=int(options["chroma"]))
+        return buffer.getvalue()
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        import pillow_heif
+
+        try:
+            heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
+            return np.asarray(heif.to_pillow().convert("RGB"))
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise IcmError(f"HEIC bitstream does not decode ({exc})") from None

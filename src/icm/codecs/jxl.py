@@ -1,0 +1,59 @@
+"""JPEG XL through imagecodecs' libjxl, addressed by Butteraugli distance.
+
+The distance is libjxl's native knob (1.0 is "visually lossless", larger is coarser), so it is
+the level rather than a quality number that libjxl would map to a distance anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from icm.codecs.base import Codec, Knob, Option
+from icm.codecs.registry import register_codec
+from icm.errors import IcmError
+
+
+@register_codec
+class JxlCodec(Codec):
+    name = "jxl"
+    knob = Knob(
+        "d", 0.05, 25, integer=False, rate_rises=False, meaning="distance, lower is better"
+    )
+    raw_suffix = ".jxl"
+    library = "libjxl (imagecodecs)"
+    summary = "JPEG XL, VarDCT"
+    install_hint = "pip install imagecodecs"
+    options = {"effort": Option(7, tuple(range(1, 10)), "encoder effort 1 (fast) .. 9 (slow)")}
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        try:
+            import imagecodecs
+        except ImportError:
+            return "imagecodecs is not installed"
+        return None if imagecodecs.JPEGXL.available else "imagecodecs was built without libjxl"
+
+    @classmethod
+    def library_version(cls) -> str:
+        import imagecodecs
+
+        return f"{imagecodecs.jpegxl_version()}, imagecodecs {imagecodecs.__version__}"
+
+    def _encode(self, rgb: np.ndarray, value: float, options: Mapping[str, Any]) -> bytes:
+        import imagecodecs
+
+        return bytes(imagecodecs.jpegxl_encode(rgb, distance=value, effort=options["effort"]))
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        import imagecodecs
+
+        try:
+            return imagecodecs.jpegxl_decode(data)
+        except Exception as exc:  # imagecodecs raises its own per-codec error class
+            raise IcmError(f"JPEG XL bitstream does not decode ({exc})") from None
+
+    def native_chroma(self, options: Mapping[str, Any]) -> str:
+        return "444"
