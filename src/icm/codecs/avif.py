@@ -19,6 +19,7 @@ class AvifCodec(Codec):
     name = "avif"
     knob = Knob("q", 0, 100, meaning="quality, higher is better")
     raw_suffix = ".avif"
+    typical_level = "q70"
     library = "libavif (Pillow)"
     summary = "AVIF still image (AV1 intra), 8-bit"
     install_hint = "Pillow >= 11.2 has AVIF built in: pip install -U pillow"

@@ -143,6 +143,8 @@ class Codec(ABC):
     install_hint: ClassVar[str] = ""
     options: ClassVar[Mapping[str, Option]] = {}
     pad_multiple: ClassVar[int] = 1
+    #: a mid-quality operating point (about 1 bpp on a photo), shown in listings and examples
+    typical_level: ClassVar[str]
     supports_delta_qp: ClassVar[bool] = False
 
     # -- availability ------------------------------------------------------------------------
@@ -204,6 +206,10 @@ class Codec(ABC):
         """Decode to RGB uint8 at the original ``width`` x ``height``."""
         rgb = self._decode(bitstream.data)
         return np.ascontiguousarray(rgb[: bitstream.height, : bitstream.width, :3])
+
+    def decode_raw(self, data: bytes) -> np.ndarray:
+        """Decode a standard file's bytes at its coded size (raw files keep any padding)."""
+        return np.ascontiguousarray(self._decode(data)[..., :3])
 
     def resolve_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with the user's options, each checked against its choices."""

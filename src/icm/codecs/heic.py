@@ -18,6 +18,7 @@ class HeicCodec(Codec):
     name = "heic"
     knob = Knob("q", 0, 100, meaning="quality, higher is better")
     raw_suffix = ".heic"
+    typical_level = "q60"
     library = "libheif + x265 (pillow-heif)"
     summary = "HEIC still image (HEVC intra in HEIF)"
     install_hint = "pip install pillow-heif"

@@ -20,6 +20,7 @@ class JpegCodec(Codec):
     name = "jpeg"
     knob = Knob("q", 1, 95, meaning="quality, higher is better")
     raw_suffix = ".jpg"
+    typical_level = "q75"
     library = "libjpeg-turbo (Pillow)"
     summary = "baseline JPEG, Huffman-coded, optimised tables"
     options = {

@@ -25,6 +25,7 @@ class Jpeg2000Codec(Codec):
         "r", 2, 2000, integer=False, rate_rises=False, meaning="compression ratio, lower is better"
     )
     raw_suffix = ".jp2"
+    typical_level = "r24"
     library = "OpenJPEG (Pillow)"
     summary = "JPEG 2000 Part 1, 9/7 wavelet, JP2 file"
 

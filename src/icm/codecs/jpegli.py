@@ -21,6 +21,7 @@ class JpegliCodec(Codec):
     name = "jpegli"
     knob = Knob("q", 1, 100, meaning="quality, higher is better")
     raw_suffix = ".jpg"
+    typical_level = "q75"
     library = "jpegli (pyjpegli)"
     summary = "JPEG from libjxl's jpegli encoder (standard JPEG files)"
     install_hint = "pip install pyjpegli (or pip install 'icm[jpegli]')"

@@ -23,6 +23,7 @@ class JxlCodec(Codec):
         "d", 0.05, 25, integer=False, rate_rises=False, meaning="distance, lower is better"
     )
     raw_suffix = ".jxl"
+    typical_level = "d1.5"
     library = "libjxl (imagecodecs)"
     summary = "JPEG XL, VarDCT"
     install_hint = "pip install imagecodecs"

@@ -1,0 +1,1 @@
+"""The ``icm`` command: parses arguments and calls the library, nothing more."""

@@ -1,0 +1,174 @@
+"""``icm``: codecs, encode, decode, info, demo.
+
+Each command parses, calls ``icm.coding`` (or the registry), and prints a rich table or, with
+``--json``, one JSON document on stdout. Problems with the user's input are ``IcmError``s: the
+entry point prints them as one line and exits 2, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from icm import __version__
+from icm.errors import IcmError
+
+app = typer.Typer(
+    help="icm: image coding for machines. Real bitstreams, exact bits.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+MaxPixels = Annotated[
+    int, typer.Option("--max-pixels", help="Refuse images larger than this many pixels.")
+]
+
+
+def run() -> None:
+    """Console-script entry point: one-line errors, exit code 2, no traceback."""
+    try:
+        app()
+    except IcmError as exc:
+        err.print(f"[bold red]icm: error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("icm: interrupted")
+        sys.exit(130)
+
+
+def emit_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+@app.callback(invoke_without_command=True)
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False,
+) -> None:
+    if version:
+        out.print(f"icm {__version__}")
+        raise typer.Exit()
+
+
+@app.command("codecs")
+def codecs_command(as_json: JsonFlag = False) -> None:
+    """List codec families, their level knob, library versions and availability."""
+    from icm.cli.views import codec_rows
+
+    rows = codec_rows()
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table(title="icm codecs", show_lines=False)
+    for column in ("codec", "levels", "file", "library", "status"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        status = "[green]ok[/]" if row["available"] else f"[red]unavailable:[/] {row['reason']}"
+        library = row["library_version"] or row["library"]
+        table.add_row(row["codec"], row["levels"], row["raw_suffix"], library, status)
+    out.print(table)
+
+
+@app.command("encode")
+def encode_command(
+    source: Annotated[Path, typer.Argument(help="Image file, or a folder for a batch.")],
+    codec: Annotated[str, typer.Option("-c", "--codec", help="CODEC@LEVEL, or CODEC with --bpp.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Output .icm (or the codec's standard suffix); "
+                     "a folder for a batch. Default: beside the input, as .icm."),
+    ] = None,
+    bpp: Annotated[
+        float | None, typer.Option("--bpp", help="Rate control: largest file <= this bpp.")
+    ] = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Also write the plain standard file (.jpg, .265...).")
+    ] = False,
+    option: Annotated[
+        list[str] | None, typer.Option("-O", "--option", help="Encoder option KEY=VALUE.")
+    ] = None,
+    max_pixels: MaxPixels = 100_000_000,
+    as_json: JsonFlag = False,
+) -> None:
+    """Encode an image (or every image in a folder) with a codec."""
+    from icm.cli.views import encode_many, encode_one, parse_options
+    from icm.codecs import parse_point
+
+    point = parse_point(codec, bpp)
+    options = parse_options(option or [])
+    if source.is_dir():
+        code = encode_many(source, output, point, raw, max_pixels, options, as_json, out, err)
+        raise typer.Exit(code)
+    encode_one(source, output, point, raw, max_pixels, options, as_json, out)
+
+
+@app.command("decode")
+def decode_command(
+    source: Annotated[Path, typer.Argument(help=".icm file or standard bitstream (.265...).")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Image file to write (default .png).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Decode an .icm or standard bitstream file to an image file."""
+    from icm.coding import decode_file
+
+    result = decode_file(source, output or source.with_suffix(".png"))
+    if as_json:
+        emit_json(result.to_json())
+        return
+    out.print(
+        f"{result.source} -> {result.output}  {result.point}  {result.width}x{result.height}"
+        f"  {result.decode_ms:.1f} ms"
+    )
+
+
+@app.command("info")
+def info_command(
+    source: Annotated[Path, typer.Argument(help=".icm file or standard bitstream.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show what a coded file holds: codec point, size, bytes, bpp, side information."""
+    from icm.coding import describe_file
+
+    info = describe_file(source)
+    if as_json:
+        emit_json(info)
+        return
+    table = Table(show_header=False, title=str(source))
+    for key, value in info.items():
+        if key != "file":
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out.print(table)
+
+
+@app.command("demo")
+def demo_command(
+    codecs: Annotated[
+        str, typer.Option("--codecs", help="Comma-separated codecs (default: a spread).")
+    ] = "",
+    bpp: Annotated[float, typer.Option("--bpp", help="Rate-control target per image.")] = 0.4,
+    as_json: JsonFlag = False,
+) -> None:
+    """Encode the bundled sample photos with several codecs at one bpp; print a table."""
+    from icm.cli.views import demo_table, run_demo
+
+    chosen = [name.strip() for name in codecs.split(",") if name.strip()] or None
+    rows = run_demo(chosen, bpp, quiet=as_json, console=err)
+    if as_json:
+        emit_json(rows)
+        return
+    out.print(demo_table(rows, bpp))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

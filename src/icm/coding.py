@@ -1,0 +1,287 @@
+"""The file-level coding path: image file -> codec -> ``.icm`` (or a standard file) and back.
+
+This is what ``icm encode``/``decode``/``info`` call; it keeps the command line a thin parser.
+Every byte written counts in the bpp it reports: for an ``.icm`` output that is the whole
+container (header, payload, CRC); for a standard-file output it is that file.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from icm import container
+from icm.codecs import Bitstream, CodecPoint, codec_for_suffix, get_codec
+from icm.codecs.rate import RateResult, encode_to_bpp
+from icm.errors import IcmError
+from icm.fileio import refuse_overwriting_input, write_atomic
+from icm.image import DEFAULT_MAX_PIXELS, load_image
+from icm.metrics import psnr
+
+ICM_SUFFIX = ".icm"
+
+
+@dataclass
+class EncodeResult:
+    """What one encode wrote and what it achieved."""
+
+    source: str
+    output: str
+    bitstream: Bitstream
+    written_bytes: int
+    bpp: float
+    encode_ms: float
+    psnr_db: float
+    raw_output: str | None = None
+    rate: RateResult | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "input": self.source,
+            "output": self.output,
+            "raw_output": self.raw_output,
+            "point": self.bitstream.point,
+            "bytes": self.written_bytes,
+            "bpp": self.bpp,
+            "payload_bytes": len(self.bitstream.data),
+            "payload_bpp": self.bitstream.bpp,
+            "psnr_db": self.psnr_db,
+            "encode_ms": self.encode_ms,
+            "bitstream": self.bitstream.describe(),
+        }
+        if self.rate is not None:
+            record["rate_control"] = {
+                "target_bpp": self.rate.target_bpp,
+                "achieved_bpp": self.rate.achieved_bpp,
+                "encodes": self.rate.encodes,
+                "trials": [{"level": level, "bpp": bpp} for level, bpp in self.rate.trials],
+            }
+        return record
+
+
+@dataclass
+class DecodeResult:
+    source: str
+    output: str
+    point: str
+    width: int
+    height: int
+    decode_ms: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "input": self.source,
+            "output": self.output,
+            "point": self.point,
+            "width": self.width,
+            "height": self.height,
+            "decode_ms": self.decode_ms,
+            **self.extra,
+        }
+
+
+def standard_output(output: Path, codec_name: str) -> bool:
+    """True when ``output`` asks for the plain standard file rather than an ``.icm``."""
+    suffix = output.suffix.lower()
+    if suffix == ICM_SUFFIX:
+        return False
+    wanted = get_codec(codec_name).raw_suffix
+    if suffix != wanted:
+        raise IcmError(
+            f"output suffix {suffix or '(none)'!r} is neither .icm nor {codec_name}'s "
+            f"standard file ({wanted})",
+            output,
+        )
+    return True
+
+
+def encode_image(
+    image: np.ndarray, point: CodecPoint, *, as_container: bool = True, **options: Any
+) -> tuple[Bitstream, bytes, RateResult | None]:
+    """Encode at a level or a bpp target; return the bitstream, the bytes to write, the search.
+
+    With a bpp target, rate control measures the bytes that will actually be written: the whole
+    container when ``as_container``, else the standard file alone.
+    """
+    codec = get_codec(point.codec)
+    defaults = {name: option.default for name, option in codec.options.items()}
+
+    def written(bitstream: Bitstream) -> bytes:
+        if not as_container:
+            return bitstream.data
+        header = container.header_for(bitstream, defaults=defaults)
+        return container.pack(header, bitstream.data)
+
+    if point.bpp is not None:
+        rate = encode_to_bpp(
+            codec, image, point.bpp, size_of=lambda b: len(written(b)), **options
+        )
+        return rate.bitstream, written(rate.bitstream), rate
+    bitstream = codec.encode(image, point.level or "", **options)
+    return bitstream, written(bitstream), None
+
+
+def encode_file(
+    source: Path,
+    output: Path,
+    point: CodecPoint,
+    *,
+    raw: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    **options: Any,
+) -> EncodeResult:
+    """Encode an image file to ``output`` (``.icm``, or the codec's standard suffix)."""
+    refuse_overwriting_input(source, output)
+    as_standard = standard_output(output, point.codec)
+    image = load_image(source, max_pixels=max_pixels)
+    start = time.perf_counter()
+    bitstream, data, rate = encode_image(image, point, as_container=not as_standard, **options)
+    encode_ms = (time.perf_counter() - start) * 1e3
+    codec = get_codec(point.codec)
+    quality = psnr(image, codec.decode(bitstream))
+    write_atomic(output, data)
+    raw_output = None
+    if raw and not as_standard:
+        raw_path = output.with_suffix(codec.raw_suffix)
+        refuse_overwriting_input(source, raw_path)
+        write_atomic(raw_path, bitstream.data)
+        raw_output = str(raw_path)
+    pixels = image.shape[0] * image.shape[1]
+    return EncodeResult(
+        source=str(source),
+        output=str(output),
+        bitstream=bitstream,
+        written_bytes=len(data),
+        bpp=8 * len(data) / pixels,
+        encode_ms=encode_ms,
+        psnr_db=quality,
+        raw_output=raw_output,
+        rate=rate,
+    )
+
+
+@dataclass(frozen=True)
+class Coded:
+    """A coded file as read: an ``.icm`` (header + bitstream) or a bare standard file."""
+
+    path: Path
+    data: bytes
+    codec: str
+    header: container.Header | None = None
+    bitstream: Bitstream | None = None
+
+    def decode(self) -> np.ndarray:
+        codec = get_codec(self.codec)
+        try:
+            if self.bitstream is not None:
+                return codec.decode(self.bitstream)
+            return codec.decode_raw(self.data)
+        except IcmError as exc:
+            raise IcmError(exc.problem, self.path) from None
+
+
+def read_coded(path: Path) -> Coded:
+    """Read an ``.icm`` file, or a standard file whose suffix names its codec (``.265``)."""
+    data = _read(path)
+    if container.is_icm(data):
+        header, payload = container.unpack(data, path)
+        bitstream = container.bitstream_from(header, payload)
+        return Coded(path, data, header.codec, header, bitstream)
+    codec_name = codec_for_suffix(path.suffix)
+    if codec_name is None:
+        raise IcmError(
+            "neither an .icm file nor a standard bitstream icm knows by its suffix", path
+        )
+    return Coded(path, data, codec_name)
+
+
+def decode_file(source: Path, output: Path) -> DecodeResult:
+    """Decode to an image file (format from ``output``'s suffix, PNG recommended)."""
+    refuse_overwriting_input(source, output)
+    coded = read_coded(source)
+    start = time.perf_counter()
+    image = coded.decode()
+    decode_ms = (time.perf_counter() - start) * 1e3
+    write_atomic(output, _image_file_bytes(image, output))
+    point = coded.bitstream.point if coded.bitstream else coded.codec
+    extra = _side_info(coded.header) if coded.header else {}
+    height, width = image.shape[:2]
+    return DecodeResult(str(source), str(output), point, width, height, decode_ms, extra)
+
+
+def describe_file(path: Path) -> dict[str, Any]:
+    """``icm info``: the header of an ``.icm`` file, or what a standard file decodes to."""
+    coded = read_coded(path)
+    if coded.header is None or coded.bitstream is None:
+        height, width = coded.decode().shape[:2]
+        return {
+            "file": str(path),
+            "kind": "standard bitstream",
+            "codec": coded.codec,
+            "width": width,
+            "height": height,
+            "bytes": len(coded.data),
+            "bpp": 8 * len(coded.data) / (width * height),
+        }
+    header = coded.header
+    return {
+        "file": str(path),
+        "kind": f"icm container v{container.VERSION}",
+        "point": header.point,
+        "codec": header.codec,
+        "level": header.level,
+        "width": header.width,
+        "height": header.height,
+        "chroma": header.chroma,
+        "bit_depth": header.bit_depth,
+        "options": dict(header.options),
+        "bytes": len(coded.data),
+        "payload_bytes": len(coded.bitstream.data),
+        "overhead_bytes": len(coded.data) - len(coded.bitstream.data),
+        "bpp": 8 * len(coded.data) / (header.width * header.height),
+        "crc": "ok",
+        **_side_info(header),
+    }
+
+
+def _side_info(header: container.Header) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    if header.resample is not None:
+        info["resample"] = {
+            "width": header.resample.width,
+            "height": header.resample.height,
+            "filter": header.resample.filter,
+        }
+    if header.tags is not None:
+        info["tags"] = {"vocabulary": header.tags.vocabulary, "ids": list(header.tags.ids)}
+    return info
+
+
+def _read(path: Path) -> bytes:
+    if not path.exists():
+        raise IcmError("file not found", path)
+    if path.is_dir():
+        raise IcmError("is a folder, not a file", path)
+    data = path.read_bytes()
+    if not data:
+        raise IcmError("empty file", path)
+    return data
+
+
+def _image_file_bytes(image: np.ndarray, output: Path) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    image_format = Image.registered_extensions().get(output.suffix.lower(), "PNG")
+    try:
+        Image.fromarray(image, "RGB").save(buffer, format=image_format)
+    except (KeyError, OSError, ValueError) as exc:
+        raise IcmError(f"cannot write this image format ({exc})", output) from None
+    return buffer.getvalue()

@@ -1,0 +1,32 @@
+"""Shared fixtures: small crops of the bundled photos, and ../shared when it is there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from icm.image import sample_photo
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    """A 192x128 natural-photo crop: big enough for real codec behaviour, fast to encode."""
+    return np.ascontiguousarray(sample_photo("astronaut")[40:168, 120:312])
+
+
+@pytest.fixture(scope="session")
+def odd_photo() -> np.ndarray:
+    """Odd width and height, to catch padding and cropping mistakes."""
+    return np.ascontiguousarray(sample_photo("coffee")[100:167, 200:301])
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared is absent (Kodak and models live there)")
+    return SHARED
+
