@@ -140,3 +140,10 @@ def test_codecs_reject_non_rgb_input(photo):
 def test_bitstream_bpp_uses_original_size():
     bitstream = Bitstream(data=b"x" * 100, codec="jpeg", level="q1", width=10, height=8)
     assert bitstream.bpp == 10.0
+
+
+def test_ladders_are_valid_and_run_coarse_to_fine(codec, photo):
+    values = [codec.knob.parse(level, codec.name) for level in codec.ladder]
+    assert len(values) >= 5 and codec.typical_level
+    steps = np.diff(values) if codec.knob.rate_rises else -np.diff(values)
+    assert (steps > 0).all(), codec.ladder

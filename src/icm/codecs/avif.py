@@ -20,6 +20,7 @@ class AvifCodec(Codec):
     knob = Knob("q", 0, 100, meaning="quality, higher is better")
     raw_suffix = ".avif"
     typical_level = "q70"
+    ladder = ("q20", "q35", "q50", "q60", "q70", "q80")
     library = "libavif (Pillow)"
     summary = "AVIF still image (AV1 intra), 8-bit"
     install_hint = "Pillow >= 11.2 has AVIF built in: pip install -U pillow"

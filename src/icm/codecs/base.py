@@ -145,6 +145,8 @@ class Codec(ABC):
     pad_multiple: ClassVar[int] = 1
     #: a mid-quality operating point (about 1 bpp on a photo), shown in listings and examples
     typical_level: ClassVar[str]
+    #: default levels for benchmarks, coarse to fine, spanning about 0.1-1.5 bpp on photos
+    ladder: ClassVar[tuple[str, ...]]
     supports_delta_qp: ClassVar[bool] = False
 
     # -- availability ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ class HeicCodec(Codec):
     knob = Knob("q", 0, 100, meaning="quality, higher is better")
     raw_suffix = ".heic"
     typical_level = "q60"
+    ladder = ("q10", "q20", "q30", "q40", "q48", "q55")
     library = "libheif + x265 (pillow-heif)"
     summary = "HEIC still image (HEVC intra in HEIF)"
     install_hint = "pip install pillow-heif"

@@ -21,6 +21,7 @@ class JpegCodec(Codec):
     knob = Knob("q", 1, 95, meaning="quality, higher is better")
     raw_suffix = ".jpg"
     typical_level = "q75"
+    ladder = ("q10", "q20", "q35", "q50", "q70", "q85")
     library = "libjpeg-turbo (Pillow)"
     summary = "baseline JPEG, Huffman-coded, optimised tables"
     options = {

@@ -26,6 +26,7 @@ class Jpeg2000Codec(Codec):
     )
     raw_suffix = ".jp2"
     typical_level = "r24"
+    ladder = ("r192", "r96", "r48", "r32", "r24", "r16")
     library = "OpenJPEG (Pillow)"
     summary = "JPEG 2000 Part 1, 9/7 wavelet, JP2 file"
 

@@ -22,6 +22,7 @@ class JpegliCodec(Codec):
     knob = Knob("q", 1, 100, meaning="quality, higher is better")
     raw_suffix = ".jpg"
     typical_level = "q75"
+    ladder = ("q5", "q15", "q30", "q50", "q70", "q85")
     library = "jpegli (pyjpegli)"
     summary = "JPEG from libjxl's jpegli encoder (standard JPEG files)"
     install_hint = "pip install pyjpegli (or pip install 'icm[jpegli]')"

@@ -24,6 +24,7 @@ class JxlCodec(Codec):
     )
     raw_suffix = ".jxl"
     typical_level = "d1.5"
+    ladder = ("d12", "d8", "d5", "d3", "d2", "d1.3")
     library = "libjxl (imagecodecs)"
     summary = "JPEG XL, VarDCT"
     install_hint = "pip install imagecodecs"

@@ -18,6 +18,7 @@ class WebpCodec(Codec):
     knob = Knob("q", 0, 100, meaning="quality, higher is better")
     raw_suffix = ".webp"
     typical_level = "q75"
+    ladder = ("q5", "q20", "q40", "q60", "q75", "q90")
     library = "libwebp (Pillow)"
     summary = "lossy WebP (VP8 intra), 4:2:0"
     options = {"method": Option(6, tuple(range(7)), "effort 0 (fast) .. 6 (smallest files)")}
