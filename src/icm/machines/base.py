@@ -1,0 +1,112 @@
+"""The machine interface: a model that reads images, and how faithfully it still reads them.
+
+A machine has an input profile (the resolution and preprocessing it consumes), ``predict`` on a
+batch of RGB images, and ``fidelity(pristine, decoded)``: how close its output on a decoded image
+is to its own output on the pristine image (agreement needs no labels). Where ground truth
+exists (rendered text for OCR), ``accuracy(output, truth)`` scores against it.
+
+Outputs are plain JSON-ready dicts so the ledger can store pristine outputs and any run can be
+re-scored without re-running the model.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from icm.image.datasets import Truth
+
+Output = dict[str, Any]
+Scores = dict[str, float]
+
+
+@dataclass(frozen=True)
+class InputProfile:
+    """What the machine actually consumes, so codecs and reports can reason about it.
+
+    ``size`` is the square side (or ``(width, height)``) the model resizes to, ``None`` when it
+    reads the native resolution (OCR); ``resize`` names how (``shorter-side+center-crop``,
+    ``stretch``, ``letterbox``, ``native``); ``max_pixels`` bounds what a VLM tiles.
+    """
+
+    size: int | tuple[int, int] | None
+    resize: str = "native"
+    max_pixels: int | None = None
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """A parsed machine name: ``family:model[@variant]`` (``clip:ViT-B-32@laion2b_s34b_b79k``)."""
+
+    family: str
+    model: str
+    variant: str | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.family}:{self.model}"
+        return f"{text}@{self.variant}" if self.variant else text
+
+
+class Machine(ABC):
+    """One model family. Subclasses set the class attributes and implement three methods.
+
+    ``primary`` names the fidelity score that BD tables and plots use; every fidelity score is
+    in [0, 1] with 1 meaning "the same answers as on the pristine image" unless its name says
+    otherwise (``kl`` is a divergence: lower is better and it is not the primary).
+    ``kinds`` says which images the machine is meant for (``photo``, ``document``).
+    """
+
+    family: ClassVar[str]
+    primary: ClassVar[str]
+    kinds: ClassVar[frozenset[str]] = frozenset({"photo", "document"})
+    summary: ClassVar[str] = ""
+    install_hint: ClassVar[str] = ""
+    default_batch: ClassVar[int] = 8
+
+    def __init__(self, spec: MachineSpec) -> None:
+        self.spec = spec
+
+    @property
+    def name(self) -> str:
+        return str(self.spec)
+
+    # -- availability (checked before any model loads) ----------------------------------------
+    @classmethod
+    def unavailable_reason(cls, spec: MachineSpec) -> str | None:
+        return None
+
+    # -- the model ----------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def profile(self) -> InputProfile: ...
+
+    @abstractmethod
+    def predict(self, images: Sequence[np.ndarray]) -> list[Output]:
+        """Outputs for a batch of (H, W, 3) uint8 RGB images, deterministic for equal input."""
+
+    @abstractmethod
+    def fidelity(self, pristine: Output, decoded: Output) -> Scores:
+        """Agreement of the decoded image's output with the pristine image's, ``primary`` first."""
+
+    def prepare(self, truths: Sequence[Truth]) -> None:
+        """Called once with every dataset image's truth before predictions (e.g. CLIP builds
+        its label set and caption pool for retrieval here). Default: nothing to prepare."""
+        return None
+
+    def accuracy(self, output: Output, truth: Truth) -> Scores | None:
+        """Score against ground truth when the image has it; None when the family has none."""
+        return None
+
+    def fingerprint(self) -> str:
+        """Identifies model + weights + preprocessing, so cached outputs are never stale."""
+        return self.name
+
+    def versions(self) -> Mapping[str, str]:
+        """Library versions that produced the outputs, for the ledger."""
+        return {}
+

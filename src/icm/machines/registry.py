@@ -1,0 +1,62 @@
+"""The machine registry: family name -> class, filled by ``@register_machine``.
+
+Machines are addressed ``family:model[@variant]``; a family's class decides which models it
+accepts (``classify:efficientnet-lite0``, ``clip:<arch>@<pretrained>``, ``vlm:<hub id or path>``).
+"""
+
+from __future__ import annotations
+
+from icm.errors import IcmError
+from icm.machines.base import Machine, MachineSpec
+
+MACHINES: dict[str, type[Machine]] = {}
+
+#: concrete names shown by ``icm machines`` and used by the default bench
+KNOWN_MODELS: dict[str, list[str]] = {}
+
+
+class UnknownMachineError(IcmError):
+    """The machine name does not parse or names no registered family."""
+
+
+class MachineUnavailableError(IcmError):
+    """The family is known but its library or weights are missing here."""
+
+
+def register_machine(*examples: str):
+    """Class decorator: make the class reachable by its ``family``; ``examples`` are listed."""
+
+    def decorate(cls: type[Machine]) -> type[Machine]:
+        if cls.family in MACHINES:
+            raise ValueError(f"machine family {cls.family!r} is registered twice")
+        MACHINES[cls.family] = cls
+        KNOWN_MODELS[cls.family] = list(examples)
+        return cls
+
+    return decorate
+
+
+def parse_machine(text: str) -> MachineSpec:
+    family, sep, rest = text.strip().partition(":")
+    if not sep or not family or not rest:
+        raise UnknownMachineError(
+            f"machine {text!r} is not family:model (e.g. classify:efficientnet-lite0); "
+            f"families: {', '.join(MACHINES)}"
+        )
+    model, _, variant = rest.partition("@")
+    return MachineSpec(family.lower(), model, variant or None)
+
+
+def get_machine(text: str) -> Machine:
+    """Instantiate a machine by name; unknown or unusable ones raise a one-line error."""
+    spec = parse_machine(text)
+    cls = MACHINES.get(spec.family)
+    if cls is None:
+        raise UnknownMachineError(
+            f"unknown machine family {spec.family!r} in {text!r}; known: {', '.join(MACHINES)}"
+        )
+    reason = cls.unavailable_reason(spec)
+    if reason is not None:
+        problem = f"machine {spec} is unavailable: {reason}. {cls.install_hint}"
+        raise MachineUnavailableError(problem.strip())
+    return cls(spec)
