@@ -1,5 +1,7 @@
 """Images in icm are plain ``(H, W, 3)`` uint8 RGB numpy arrays, loaded safely by one rule."""
 
+from icm.image.datasets import Dataset, DatasetImage, Truth, content_hash, open_dataset
+from icm.image.documents import RenderedDocument, render_documents
 from icm.image.load import DEFAULT_MAX_PIXELS, decode_image_bytes, load_image
 from icm.image.samples import SAMPLE_PHOTOS, sample_photo, sample_photos
 
@@ -12,8 +14,15 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
     "SAMPLE_PHOTOS",
+    "Dataset",
+    "DatasetImage",
+    "RenderedDocument",
+    "Truth",
+    "content_hash",
     "decode_image_bytes",
     "load_image",
+    "open_dataset",
+    "render_documents",
     "sample_photo",
     "sample_photos",
 ]

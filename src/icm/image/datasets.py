@@ -1,18 +1,50 @@
 """Datasets: the images a benchmark runs over, each with an id, a kind and optional truth.
 
-A dataset is a folder (recursive), a list file (one path per line, relative to the list), or
-``samples``: the embedded default, bundled photos plus documents rendered deterministically with
-exact ground-truth text. An image's ``kind`` (``photo`` or ``document``) lets the grid pair
-machines with the images they are meant for (OCR reads documents).
+A dataset is a folder (recursive), a list file (one path per line, relative to the list), a
+single image file, or ``samples``: the embedded default, bundled photos plus documents rendered
+deterministically with exact ground-truth text. An image's ``kind`` (``photo`` or ``document``)
+lets the grid pair machines with the images they are meant for (OCR reads documents).
+
+**Truth from sidecars.** Beside ``scan.png``, a ``scan.txt`` holds the image's exact text (and
+makes it a ``document``); a ``scan.json`` may give ``{"text": ..., "captions": [...],
+"labels": [...], "kind": ...}``, other keys kept in ``Truth.extra``. A sidecar that cannot be
+read, or a ``.txt`` and ``.json`` that disagree on the text, skips that image with a note in
+``Dataset.skipped``: a benchmark scored against half-read truth would be silently wrong.
+
+**What listing checks, and what it leaves to loading.** Listing looks only at names: files
+with an image suffix (``icm.image.IMAGE_SUFFIXES``, any case; hidden files and folders, such as
+macOS ``._photo.jpg`` droppings, are ignored) and the sidecars beside them. It does not decode
+the images, since that would decode every image twice; a truncated or corrupt file surfaces as
+:class:`~icm.errors.BadImageError` from :meth:`DatasetImage.load`, which the benchmark catches,
+notes and goes on. Listed files that are missing are noted in ``skipped`` the same way; only a
+dataset with nothing usable in it at all is an :class:`~icm.errors.IcmError`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from dataclasses import dataclass, field
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from icm.errors import BadImageError, IcmError
+from icm.image.documents import RenderedDocument, render_documents
+from icm.image.load import DEFAULT_MAX_PIXELS, _check_pixels, load_image
+from icm.image.samples import SAMPLE_PHOTOS, sample_photo
+
+PHOTO = "photo"
+DOCUMENT = "document"
+KINDS = (PHOTO, DOCUMENT)
+SAMPLES = "samples"  # the spec naming the embedded dataset; "./samples" names a folder
+LIST_SUFFIXES = (".txt", ".lst")
+_SAMPLE_SOURCE = "samples:"
+_ID_PREVIEW = 6  # how many ids an "unknown id" message lists
 
 
 @dataclass(frozen=True)
@@ -30,3 +62,281 @@ def content_hash(image: np.ndarray) -> str:
     digest = hashlib.sha256(f"{image.shape}|{image.dtype}".encode())
     digest.update(np.ascontiguousarray(image).tobytes())
     return digest.hexdigest()
+
+
+# -- images and datasets ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetImage:
+    """One image of a dataset, not yet decoded: cheap to list, pickle and send to a worker.
+
+    ``id`` is stable and unique within its dataset (``samples/astronaut``, or the path relative
+    to the dataset folder); ``source`` is an absolute file path or ``samples:<name>``.
+    """
+
+    id: str
+    kind: str
+    source: str
+    truth: Truth | None = None
+
+    def load(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+        """The pixels as ``(H, W, 3)`` uint8; :class:`BadImageError` if the file is unusable."""
+        if self.source.startswith(_SAMPLE_SOURCE):
+            return _load_sample(self.source, max_pixels)
+        return load_image(self.source, max_pixels)
+
+
+@dataclass
+class Dataset:
+    """The images to run over, in a stable order, and what listing had to leave out.
+
+    ``skipped`` holds one-line notes (``<path>: <problem>``) for the benchmark to print as
+    warnings; ``max_pixels`` is the limit to pass to :meth:`DatasetImage.load`.
+    """
+
+    name: str
+    images: list[DatasetImage]
+    skipped: list[str] = field(default_factory=list)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self) -> Iterator[DatasetImage]:
+        return iter(self.images)
+
+    @property
+    def ids(self) -> list[str]:
+        return [image.id for image in self.images]
+
+    def limit(self, n: int) -> Dataset:
+        """The first ``n`` images: a quick run over a prefix of the stable order."""
+        if n < 1:
+            raise IcmError(f"a dataset limit must be at least 1, not {n}", self.name)
+        return replace(self, images=self.images[:n])
+
+    def subset(self, ids: Iterable[str]) -> Dataset:
+        """Only the images with these ids, in dataset order; an unknown id is an error."""
+        wanted = set(ids)
+        unknown = sorted(wanted - set(self.ids))
+        if unknown:
+            known = ", ".join(self.ids[:_ID_PREVIEW]) + (", ..." if len(self) > _ID_PREVIEW else "")
+            raise IcmError(
+                f"no image {', '.join(unknown)} in this dataset (ids: {known})", self.name
+            )
+        return replace(self, images=[image for image in self.images if image.id in wanted])
+
+    def of_kind(self, *kinds: str) -> Dataset:
+        """Only the images of these kinds (``photo``, ``document``)."""
+        return replace(self, images=[image for image in self.images if image.kind in kinds])
+
+
+def open_dataset(spec: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dataset:
+    """List the dataset ``spec`` names: ``"samples"``, a folder, a list file or an image file.
+
+    Raises :class:`IcmError` (one line naming the path) when ``spec`` does not exist, is not a
+    dataset, or holds no usable image; lesser problems go to ``Dataset.skipped``.
+    """
+    if isinstance(spec, str) and spec == SAMPLES:
+        return Dataset(SAMPLES, _sample_images(), max_pixels=max_pixels)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise IcmError("no such folder or file (a dataset is a folder, a list or 'samples')", path)
+    if path.is_dir():
+        images, skipped = _list_folder(path)
+        if not images and not skipped:
+            raise IcmError("no image files in this folder", path)
+    elif path.suffix.lower() in LIST_SUFFIXES:
+        images, skipped = _list_file(path)
+    elif _has_image_suffix(path):
+        images, skipped = _with_truth([(path, path.name)])
+    else:
+        raise IcmError(
+            "not a dataset: give a folder, a list file (.txt, .lst), an image or 'samples'",
+            path,
+        )
+    if not images:
+        raise IcmError(f"no usable image ({len(skipped)} skipped, first: {skipped[0]})", path)
+    return Dataset(_dataset_name(path), images, skipped, max_pixels)
+
+
+def _dataset_name(path: Path) -> str:
+    if path.is_dir():
+        return path.absolute().name or str(path.absolute())
+    return path.stem
+
+
+# -- samples ----------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _rendered_documents() -> dict[str, RenderedDocument]:
+    """The rendered documents, once per process; read-only so no caller can edit the cache."""
+    documents = render_documents()
+    for document in documents:
+        document.image.setflags(write=False)
+    return {document.name: document for document in documents}
+
+
+def _sample_images() -> list[DatasetImage]:
+    images = [
+        DatasetImage(f"{SAMPLES}/{name}", PHOTO, f"{_SAMPLE_SOURCE}{name}")
+        for name in SAMPLE_PHOTOS
+    ]
+    for document in _rendered_documents().values():
+        extra = {"font_size": document.font_size, "layout": document.layout}
+        truth = Truth(text=document.text, extra=extra)
+        source = f"{_SAMPLE_SOURCE}{document.name}"
+        images.append(DatasetImage(f"{SAMPLES}/{document.name}", DOCUMENT, source, truth))
+    return images
+
+
+def _load_sample(source: str, max_pixels: int) -> np.ndarray:
+    name = source.removeprefix(_SAMPLE_SOURCE)
+    documents = _rendered_documents()
+    if name in SAMPLE_PHOTOS:
+        pixels = sample_photo(name)
+    elif name in documents:
+        pixels = documents[name].image.copy()
+    else:
+        raise BadImageError("no embedded sample by this name", source)
+    _check_pixels((pixels.shape[1], pixels.shape[0]), source, max_pixels)
+    return pixels
+
+
+# -- folders and list files -------------------------------------------------------------------
+
+
+def _has_image_suffix(path: Path) -> bool:
+    from icm.image import IMAGE_SUFFIXES  # the package imports this module: look it up late
+
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _list_folder(root: Path) -> tuple[list[DatasetImage], list[str]]:
+    """Every image file under ``root``, sorted by relative path, hidden entries ignored."""
+    skipped: list[str] = []
+
+    def note(error: OSError) -> None:
+        skipped.append(f"{error.filename}: cannot list this folder ({error.strerror})")
+
+    found: list[tuple[Path, str]] = []
+    for folder, subfolders, files in os.walk(root, onerror=note):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        for name in files:
+            path = Path(folder, name)
+            if not name.startswith(".") and _has_image_suffix(path):
+                found.append((path, path.relative_to(root).as_posix()))
+    images, problems = _with_truth(sorted(found, key=lambda item: item[1]))
+    return images, skipped + problems
+
+
+def _list_file(list_path: Path) -> tuple[list[DatasetImage], list[str]]:
+    """The images a list file names, one per line, relative to the list's folder.
+
+    Blank lines and lines starting with ``#`` are ignored (a ``#`` later in a line is part of
+    the path). Missing, repeated and folder entries are noted in ``skipped``.
+    """
+    try:
+        lines = list_path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        raise IcmError("list file is not UTF-8 text", list_path) from None
+    except OSError as exc:
+        raise IcmError(f"cannot read list file ({exc.strerror or exc})", list_path) from None
+    entries = [(number, line.strip()) for number, line in enumerate(lines, 1)]
+    entries = [(number, entry) for number, entry in entries if entry and entry[0] != "#"]
+    if not entries:
+        raise IcmError("empty list file: it names no image", list_path)
+    skipped: list[str] = []
+    found: list[tuple[Path, str]] = []
+    seen: set[str] = set()
+    for number, entry in entries:
+        where = f"line {number} of {list_path.name}"
+        path = list_path.parent / Path(entry).expanduser()
+        image_id = Path(os.path.normpath(entry)).as_posix()
+        if image_id in seen:
+            skipped.append(f"{path}: listed twice ({where})")
+        elif not path.exists():
+            skipped.append(f"{path}: listed image not found ({where})")
+        elif path.is_dir():
+            skipped.append(f"{path}: is a folder, not an image file ({where})")
+        else:
+            found.append((path, image_id))
+        seen.add(image_id)
+    images, problems = _with_truth(found)
+    return images, skipped + problems
+
+
+def _with_truth(found: list[tuple[Path, str]]) -> tuple[list[DatasetImage], list[str]]:
+    """Attach each image's sidecar truth and kind; an unreadable sidecar skips its image."""
+    images: list[DatasetImage] = []
+    skipped: list[str] = []
+    for path, image_id in found:
+        try:
+            kind, truth = _sidecar_truth(path)
+        except _SidecarError as exc:
+            skipped.append(f"{path}: {exc}; image skipped")
+            continue
+        images.append(DatasetImage(image_id, kind, str(path.absolute()), truth))
+    return images, skipped
+
+
+class _SidecarError(Exception):
+    """A sidecar beside an image cannot be used; the message names the sidecar."""
+
+
+def _sidecar_truth(image: Path) -> tuple[str, Truth | None]:
+    """Kind and truth from ``<stem>.txt`` and ``<stem>.json`` beside ``image``, if present."""
+    text_path, json_path = image.with_suffix(".txt"), image.with_suffix(".json")
+    text = _normalise_text(_read_sidecar(text_path)) if text_path.is_file() else None
+    fields = _parse_json_sidecar(json_path) if json_path.is_file() else {}
+    json_text = fields.pop("text", None)
+    if text is not None and json_text is not None and text != json_text:
+        raise _SidecarError(f"{text_path.name} and {json_path.name} give different text")
+    text = text if text is not None else json_text
+    kind = fields.pop("kind", DOCUMENT if text is not None else PHOTO)
+    captions, labels = fields.pop("captions", ()), fields.pop("labels", ())
+    if text is None and not captions and not labels and not fields:
+        return kind, None
+    return kind, Truth(text=text, captions=captions, labels=labels, extra=fields)
+
+
+def _read_sidecar(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise _SidecarError(f"sidecar {path.name} is not UTF-8 text") from None
+    except OSError as exc:
+        raise _SidecarError(f"cannot read sidecar {path.name} ({exc.strerror or exc})") from None
+
+
+def _normalise_text(text: str) -> str:
+    """Line endings to ``\\n`` and the file's leading and trailing blank space dropped."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def _parse_json_sidecar(path: Path) -> dict[str, Any]:
+    """The sidecar's fields, checked: text a string, captions and labels lists of strings."""
+    try:
+        data = json.loads(_read_sidecar(path))
+    except json.JSONDecodeError as exc:
+        problem = f"sidecar {path.name} is not valid JSON ({exc.msg}, line {exc.lineno})"
+        raise _SidecarError(problem) from None
+    if not isinstance(data, dict):
+        raise _SidecarError(f"sidecar {path.name} must hold a JSON object")
+    fields = dict(data)
+    if fields.get("text") is not None:
+        if not isinstance(fields["text"], str):
+            raise _SidecarError(f'sidecar {path.name}: "text" must be a string')
+        fields["text"] = _normalise_text(fields["text"])
+    else:
+        fields.pop("text", None)
+    for key in ("captions", "labels"):
+        value = fields.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise _SidecarError(f'sidecar {path.name}: "{key}" must be a list of strings')
+        fields[key] = tuple(value)
+    if "kind" in fields and fields["kind"] not in KINDS:
+        raise _SidecarError(f'sidecar {path.name}: "kind" must be one of {", ".join(KINDS)}')
+    return fields
