@@ -1,4 +1,4 @@
-"""``icm``: codecs, encode, decode, info, demo.
+"""``icm``: codecs, encode, decode, info, demo; bench, report, machines (in ``cli.bench``).
 
 Each command parses, calls ``icm.coding`` (or the registry), and prints a rich table or, with
 ``--json``, one JSON document on stdout. Problems with the user's input are ``IcmError``s: the
@@ -168,6 +168,15 @@ def demo_command(
         emit_json(rows)
         return
     out.print(demo_table(rows, bpp))
+
+
+def _register_bench() -> None:
+    from icm.cli.bench import register
+
+    register(app, out, err)
+
+
+_register_bench()
 
 
 if __name__ == "__main__":  # pragma: no cover

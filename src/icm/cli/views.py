@@ -95,7 +95,7 @@ def encode_many(source, output, point, raw, max_pixels, options, as_json, out, e
     if target_root.exists() and not target_root.is_dir():
         raise IcmError("batch output must be a folder", target_root)
     results, failures = [], []
-    with _progress(err, disable=False) as progress:
+    with progress_bar(err, disable=False) as progress:
         task = progress.add_task(f"encode {point}", total=len(images))
         for image in images:
             target = target_root / image.relative_to(source).with_suffix(ICM_SUFFIX)
@@ -117,7 +117,8 @@ def encode_many(source, output, point, raw, max_pixels, options, as_json, out, e
     return 2 if failures else 0
 
 
-def _progress(console: Console, disable: bool) -> Progress:
+def progress_bar(console: Console, disable: bool = False) -> Progress:
+    """The one progress bar style: description, bar, n/total, elapsed, ETA."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -127,7 +128,6 @@ def _progress(console: Console, disable: bool) -> Progress:
         TimeRemainingColumn(),
         console=console,
         disable=disable,
-        transient=True,
     )
 
 
@@ -136,7 +136,7 @@ def run_demo(codecs: list[str] | None, bpp: float, quiet: bool, console: Console
     names = codecs or [n for n in DEMO_CODECS if n in CODECS and not CODECS[n].unavailable_reason()]
     photos = sample_photos()
     rows = []
-    with _progress(console, disable=quiet) as progress:
+    with progress_bar(console, disable=quiet) as progress:
         task = progress.add_task("demo", total=len(names) * len(photos))
         for name in names:
             codec = get_codec(name)

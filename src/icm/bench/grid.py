@@ -1,0 +1,81 @@
+"""Planning the grid: images x codec points x machines, minus what the ledger already has.
+
+A codec point is a fixed level (``jpeg@q30``) or a bpp target (``hevc@0.1bpp``). Bare codec
+names expand to explicit ``--levels``, to ``--bpp`` targets, or to the codec's own ladder. Each
+machine reads only the image kinds it is meant for (OCR reads documents).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from icm.codecs import CODECS, CodecPoint, get_codec, parse_point
+from icm.errors import IcmError
+from icm.machines import MACHINES, Machine, get_machine, parse_machine
+
+DEFAULT_CODECS = ("jpeg", "webp", "avif", "hevc", "vvc")
+DEFAULT_MACHINES = ("classify:efficientnet-lite0", "ocr:rapidocr", "detect:nanodet")
+
+
+def expand_points(
+    codecs: Sequence[str],
+    levels: Sequence[str] = (),
+    bpps: Sequence[float] = (),
+) -> list[CodecPoint]:
+    """Turn ``jpeg``, ``hevc@qp37`` and friends into a de-duplicated list of points."""
+    if levels and bpps:
+        raise IcmError("give --levels or --bpp, not both")
+    points: dict[str, CodecPoint] = {}
+    for item in codecs:
+        if "@" in item:
+            expanded = [parse_point(item)]
+        else:
+            codec = get_codec(item)  # unknown or unavailable codecs fail here, once
+            if bpps:
+                expanded = [CodecPoint(codec.name, bpp=b) for b in bpps]
+            else:
+                for level in levels:
+                    codec.knob.parse(level, codec.name)
+                expanded = [CodecPoint(codec.name, level=lv) for lv in levels or codec.ladder]
+        for point in expanded:
+            get_codec(point.codec)
+            if point.level is not None:
+                CODECS[point.codec].knob.parse(point.level, point.codec)
+            points[str(point)] = point
+    if not points:
+        raise IcmError("no codec points to run: give --codecs")
+    return list(points.values())
+
+
+def default_machines() -> list[str]:
+    """The default machines that work here (the offline ones whose weights are present)."""
+    names = []
+    for name in DEFAULT_MACHINES:
+        spec = parse_machine(name)
+        cls = MACHINES.get(spec.family)
+        if cls is not None and cls.unavailable_reason(spec) is None:
+            names.append(name)
+    return names
+
+
+def load_machines(names: Sequence[str]) -> list[Machine]:
+    """Instantiate (without loading weights) every named machine; errors are one line."""
+    machines = [get_machine(name) for name in dict.fromkeys(names)]
+    if not machines:
+        raise IcmError("no machines to run: give --machines (see icm machines)")
+    return machines
+
+
+@dataclass
+class Unit:
+    """One work unit: one image through one codec's points, read by the pending machines."""
+
+    image_index: int
+    codec: str
+    points: list[CodecPoint]
+    pending: dict[str, list[str]] = field(default_factory=dict)  # point -> machine names
+
+    @property
+    def rows(self) -> int:
+        return sum(len(machines) for machines in self.pending.values())

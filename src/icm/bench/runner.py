@@ -1,0 +1,244 @@
+"""Running a bench: plan against the ledger, fan out to worker processes, commit as results land.
+
+The parent loads each image once to hash it (the cache key for everything derived from it),
+plans only the rows the ledger lacks, and starts workers only if there is work: re-running a
+finished grid does no codec or model work at all. Pristine outputs come first (once per image
+and machine, predicted twice to check stability), then one unit per (image, codec).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from icm.bench.grid import expand_points, load_machines
+from icm.bench.ledger import Ledger
+from icm.bench.worker import (
+    CodecJob,
+    WorkerSetup,
+    codec_unit,
+    init_worker,
+    pristine_unit,
+)
+from icm.codecs import get_codec
+from icm.errors import BadImageError, IcmError
+from icm.image import DEFAULT_MAX_PIXELS
+from icm.image.datasets import Dataset, content_hash, open_dataset
+
+Progress = Callable[[str, int, int], None]  # (stage, done rows, total rows)
+
+
+@dataclass
+class BenchConfig:
+    images: str = "samples"
+    codecs: tuple[str, ...] = ()
+    levels: tuple[str, ...] = ()
+    bpp: tuple[float, ...] = ()
+    machines: tuple[str, ...] = ()
+    anchor: str = "jpeg"
+    out: Path = Path("icm-bench")
+    workers: int = 0  # 0 = one per core
+    limit: int = 0
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def to_json(self) -> dict:
+        return {key: (str(value) if isinstance(value, Path) else value)
+                for key, value in self.__dict__.items()}
+
+
+@dataclass
+class BenchOutcome:
+    out: Path
+    rows_total: int
+    rows_added: int
+    pristine_added: int
+    wall_s: float
+    work_s: float
+    skipped: list[str] = field(default_factory=list)
+    workers: int = 0
+
+    @property
+    def harness_share(self) -> float:
+        """Share of worker time spent outside codec and model calls (incl. model loading)."""
+        capacity = self.wall_s * max(1, self.workers)
+        return 0.0 if capacity == 0 else max(0.0, 1 - self.work_s / capacity)
+
+
+def ledger_path(out: Path) -> Path:
+    return Path(out) / "ledger.sqlite"
+
+
+def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOutcome:
+    """Plan, run what is missing, and return what was done."""
+    from icm.bench.grid import default_machines
+
+    started = time.perf_counter()
+    points = expand_points(config.codecs, config.levels, config.bpp)
+    machines = load_machines(config.machines or default_machines())
+    dataset = open_dataset(config.images)
+    if config.limit:
+        dataset = dataset.limit(config.limit)
+    out = Path(config.out)
+    with Ledger(ledger_path(out)) as ledger:
+        run_id = ledger.start_run(config.to_json())
+        images = _register_images(dataset, ledger, config.max_pixels)
+        plan = _Plan(images, points, machines, ledger)
+        workers = min(config.workers or os.cpu_count() or 1, max(1, plan.unit_count()))
+        setup = WorkerSetup(
+            machine_names=tuple(m.name for m in machines),
+            modules=_registering_modules(points, machines),
+            truths=tuple(image.truth for image, _ in images if image.truth),
+            cache_dir=str(out / "cache" / "bitstreams"),
+            max_pixels=config.max_pixels,
+            threads=max(1, (os.cpu_count() or 1) // workers),
+        )
+        added = pristine_added = 0
+        work_ms = 0.0
+        status = "interrupted"
+        try:
+            if plan.unit_count():
+                pristine_added, added, work_ms = _execute(plan, setup, workers, ledger, progress)
+            status = "finished"
+        finally:
+            wall = time.perf_counter() - started
+            ledger.finish_run(run_id, wall, work_ms / 1e3, added, status)
+        total = ledger.count("results")
+    return BenchOutcome(out, total, added, pristine_added, wall, work_ms / 1e3,
+                        dataset.skipped + plan.skipped, workers if plan.unit_count() else 0)
+
+
+def _registering_modules(points, machines) -> tuple[str, ...]:
+    """Modules whose import registers every codec and machine in use (plugins included)."""
+    from icm.codecs import CODECS
+
+    classes = [CODECS[p.codec] for p in points] + [type(m) for m in machines]
+    return tuple(dict.fromkeys(cls.__module__ for cls in classes))
+
+
+def _register_images(dataset: Dataset, ledger: Ledger, max_pixels: int):
+    """Load and hash each image once; unreadable ones are noted and skipped, the rest go on."""
+    images = []
+    for subject in dataset.skipped:
+        ledger.note(dataset.name, subject)
+    for image in dataset.images:
+        try:
+            pixels = image.load(max_pixels)
+        except BadImageError as exc:
+            ledger.note(image.id, f"skipped: {exc}")
+            dataset.skipped.append(str(exc))
+            continue
+        sha = content_hash(pixels)
+        ledger.add_image(sha, image.id, image.kind, pixels.shape[1], pixels.shape[0],
+                         image.source)
+        images.append((image, sha))
+    if not images:
+        raise IcmError("no readable images in the dataset", dataset.name)
+    return images
+
+
+class _Plan:
+    """What the ledger lacks: pristine outputs, and rows grouped into (image, codec) units."""
+
+    def __init__(self, images, points, machines, ledger: Ledger) -> None:
+        self.images, self.points, self.machines, self.ledger = images, points, machines, ledger
+        self.skipped: list[str] = []
+        done = ledger.done_keys()
+        self.pristine_todo = [
+            (index, machine.name)
+            for index, (image, sha) in enumerate(images)
+            for machine in machines
+            if image.kind in machine.kinds
+            and ledger.pristine_output(sha, machine.fingerprint()) is None
+        ]
+        self.units: list[tuple[int, str, dict[str, tuple[str, ...]]]] = []
+        for index, (image, sha) in enumerate(images):
+            readers = [m for m in machines if image.kind in m.kinds]
+            for codec in dict.fromkeys(p.codec for p in points):
+                pending = {}
+                for point in (p for p in points if p.codec == codec):
+                    names = tuple(m.name for m in readers
+                                  if (sha, str(point), m.fingerprint()) not in done)
+                    if names:
+                        pending[str(point)] = names
+                if pending:
+                    self.units.append((index, codec, pending))
+
+    def unit_count(self) -> int:
+        return len(self.pristine_todo) + len(self.units)
+
+    def row_count(self) -> int:
+        return sum(len(names) for _, _, pending in self.units for names in pending.values())
+
+    def job(self, unit) -> CodecJob:
+        index, codec, pending = unit
+        image, sha = self.images[index]
+        points = tuple(p for p in self.points if str(p) in pending)
+        pristine = {}
+        for name in {n for names in pending.values() for n in names}:
+            fingerprint = next(m for m in self.machines if m.name == name).fingerprint()
+            output = self.ledger.pristine_output(sha, fingerprint)
+            if output is not None:
+                pristine[name] = output
+        pending = {point: tuple(n for n in names if n in pristine)
+                   for point, names in pending.items()}
+        version = get_codec(codec).library_version()
+        from icm.bench.worker import cache_key
+
+        cached = {}
+        for point in points:
+            row = self.ledger.bitstream(cache_key(sha, point, version))
+            if row is not None:
+                cached[str(point)] = row
+        return CodecJob(image, sha, points, pending, pristine, cached)
+
+
+def _execute(plan: _Plan, setup: WorkerSetup, workers: int, ledger: Ledger,
+             progress: Progress | None) -> tuple[int, int, float]:
+    context = multiprocessing.get_context("spawn")
+    added = pristine_added = 0
+    work_ms = 0.0
+    report = progress or (lambda stage, done, total: None)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
+                                 initargs=(setup,)) as pool:
+            total = len(plan.pristine_todo)
+            report("pristine", 0, total)
+            futures = {pool.submit(pristine_unit, plan.images[i][0], plan.images[i][1], name)
+                       for i, name in plan.pristine_todo}
+            for done, future in enumerate(_as_completed(futures), 1):
+                row = future.result()
+                ledger.add_pristine(row)
+                if not row.stable:
+                    ledger.note(row.machine, f"unstable pristine output on {row.image_sha[:12]}")
+                pristine_added += 1
+                work_ms += row.predict_ms * 2
+                report("pristine", done, total)
+            total_rows, done_rows = plan.row_count(), 0
+            report("codecs", 0, total_rows)
+            futures = {pool.submit(codec_unit, plan.job(unit)) for unit in plan.units}
+            for future in _as_completed(futures):
+                result = future.result()
+                added += ledger.add_unit(result.bitstreams, result.rows)
+                for subject, message in result.notes:
+                    ledger.note(subject, message)
+                work_ms += result.work_ms
+                done_rows += len(result.rows)
+                report("codecs", done_rows, total_rows)
+    except BrokenProcessPool:
+        raise IcmError("a worker process died; every finished row is in the ledger: run the "
+                       "same command again to resume", ledger.path) from None
+    return pristine_added, added, work_ms
+
+
+def _as_completed(futures: set[Future]):
+    """Yield futures as they finish (a thin wait loop keeps Ctrl-C responsive)."""
+    pending = set(futures)
+    while pending:
+        finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+        yield from finished

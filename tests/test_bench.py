@@ -1,0 +1,206 @@
+"""icm bench: grid, ledger, resume, killed runs and workers, analysis, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import fake_machines  # noqa: F401  (registers fake:*)
+from icm.bench import BenchConfig, ledger_path, run_bench
+from icm.bench.analysis import bd_table, curves, stability
+from icm.bench.ledger import Ledger
+from icm.errors import IcmError
+from icm.image import sample_photo
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture
+def photo_folder(tmp_path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, (top, left) in {"a": (0, 0), "b": (100, 150), "c": (200, 80)}.items():
+        crop = sample_photo("astronaut")[top:top + 96, left:left + 128]
+        Image.fromarray(crop).save(folder / f"{name}.png")
+    return folder
+
+
+def small_config(folder: Path, out: Path, **overrides) -> BenchConfig:
+    settings = dict(images=str(folder), codecs=("jpeg", "webp"), levels=(),
+                    machines=("fake:blocks",), out=out, workers=2)
+    settings.update(overrides)
+    return BenchConfig(**settings)
+
+
+def rows_in(out: Path) -> list[dict]:
+    with Ledger(ledger_path(out)) as ledger:
+        return ledger.rows()
+
+
+def test_grid_fills_the_ledger_once(photo_folder, tmp_path):
+    out = tmp_path / "run"
+    outcome = run_bench(small_config(photo_folder, out))
+    expected = 3 * (6 + 6)  # images x (jpeg ladder + webp ladder) x one machine
+    assert outcome.rows_added == outcome.rows_total == expected
+    rows = rows_in(out)
+    keys = {(r["image_sha"], r["point"], r["fingerprint"]) for r in rows}
+    assert len(keys) == expected
+    for row in rows:
+        assert row["bpp"] == 8 * row["bytes"] / (128 * 96)  # every byte of the .icm file
+        assert 0 <= row["primary_value"] <= 1
+    cache_files = list((out / "cache" / "bitstreams").rglob("*.icm"))
+    assert len(cache_files) == 3 * 12
+
+
+def test_rerunning_a_finished_grid_does_no_work(photo_folder, tmp_path):
+    out = tmp_path / "run"
+    run_bench(small_config(photo_folder, out))
+    cache = {p: p.stat().st_mtime_ns for p in (out / "cache").rglob("*.icm")}
+    again = run_bench(small_config(photo_folder, out))
+    assert (again.rows_added, again.pristine_added, again.workers) == (0, 0, 0)
+    assert {p: p.stat().st_mtime_ns for p in (out / "cache").rglob("*.icm")} == cache
+
+
+def test_adding_a_codec_computes_only_the_new_rows(photo_folder, tmp_path):
+    out = tmp_path / "run"
+    run_bench(small_config(photo_folder, out, codecs=("jpeg",)))
+    grown = run_bench(small_config(photo_folder, out, codecs=("jpeg", "webp")))
+    assert grown.rows_added == 3 * 6 and grown.pristine_added == 0
+
+
+def test_fidelity_falls_with_rate(photo_folder, tmp_path):
+    out = tmp_path / "run"
+    run_bench(small_config(photo_folder, out, codecs=("jpeg@q5", "jpeg@q90")))
+    by_point = {}
+    for row in rows_in(out):
+        by_point.setdefault(row["point"], []).append(row["primary_value"])
+    assert min(by_point["jpeg@q90"]) > max(by_point["jpeg@q5"])
+
+
+def test_bpp_targets_are_points(photo_folder, tmp_path):
+    out = tmp_path / "run"
+    run_bench(small_config(photo_folder, out, codecs=("jpeg",), bpp=(0.8, 1.6)))
+    rows = rows_in(out)
+    assert {r["point"] for r in rows} == {"jpeg@0.8bpp", "jpeg@1.6bpp"}
+    for row in rows:
+        assert 0.85 * row["target_bpp"] < row["bpp"] <= row["target_bpp"]
+
+
+def test_killed_run_resumes_without_loss_or_duplicates(photo_folder, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-c",
+               "import sys; sys.path.insert(0, sys.argv[1]); import fake_machines; "
+               "from icm.cli.main import run; sys.argv = ['icm'] + sys.argv[2:]; run()",
+               str(TESTS), "bench", "--images", str(photo_folder), "--codecs", "jpeg",
+               "--machines", "fake:slow", "--out", str(out), "--workers", "1", "--no-report"]
+    env = {**os.environ, "ICM_FAKE_SLEEP": "0.4"}
+    process = subprocess.Popen(command, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    database = ledger_path(out)
+    deadline = time.time() + 120
+    committed = 0
+    while time.time() < deadline and committed < 6:
+        time.sleep(0.3)
+        if database.exists():
+            try:
+                with sqlite3.connect(database, timeout=5) as db:
+                    committed = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 6 <= committed < 18, "the run finished or never started before the kill"
+    before = {(r["image_sha"], r["point"]): r["created_at"] for r in rows_in(out)}
+    os.environ["ICM_FAKE_SLEEP"] = "0"
+    try:
+        outcome = run_bench(small_config(photo_folder, out, codecs=("jpeg",),
+                                         machines=("fake:slow",), workers=1))
+    finally:
+        del os.environ["ICM_FAKE_SLEEP"]
+    after = rows_in(out)
+    assert len(after) == 18 and outcome.rows_added == 18 - len(before)
+    survivors = {(r["image_sha"], r["point"]): r["created_at"] for r in after}
+    assert all(survivors[key] == created for key, created in before.items())
+
+
+def test_a_dead_worker_loses_no_rows(photo_folder, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    marker = tmp_path / "die-once"
+    monkeypatch.setenv("ICM_FAKE_DIE_MARKER", str(marker))
+    config = small_config(photo_folder, out, codecs=("jpeg",), machines=("fake:dies",),
+                          workers=1)
+    run_bench(config)  # pristine outputs and all rows, no death yet
+    extra = small_config(photo_folder, out, codecs=("jpeg", "webp"), machines=("fake:dies",),
+                         workers=1)
+    marker.write_text("die")
+    with pytest.raises(IcmError, match="a worker process died"):
+        run_bench(extra)
+    survived = len(rows_in(out))
+    assert 18 <= survived < 36  # everything committed before the death is there
+    outcome = run_bench(extra)
+    assert len(rows_in(out)) == 36 and outcome.rows_added == 36 - survived
+
+
+def test_unreadable_image_is_skipped_noted_and_the_rest_go_on(photo_folder, tmp_path):
+    (photo_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    out = tmp_path / "run"
+    outcome = run_bench(small_config(photo_folder, out, codecs=("jpeg@q50",)))
+    assert outcome.rows_total == 3
+    assert any("broken.png" in problem for problem in outcome.skipped)
+    with Ledger(ledger_path(out)) as ledger:
+        assert any("broken.png" in n["subject"] + n["message"] for n in ledger.rows("notes"))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"machines": ("classify:nope-net",)}, "nope-net"),
+    ({"machines": ("warp:drive",)}, "unknown machine family"),
+    ({"codecs": ("mpeg2",)}, "unknown codec"),
+    ({"levels": ("qp30",), "codecs": ("avif",)}, "avif: level 'qp30'"),
+])
+def test_bad_arguments_fail_before_any_work(photo_folder, tmp_path, overrides, message):
+    with pytest.raises(IcmError, match=message):
+        run_bench(small_config(photo_folder, tmp_path / "run", **overrides))
+    assert not ledger_path(tmp_path / "run").exists()
+
+
+def test_empty_folder_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IcmError, match="no image files"):
+        run_bench(small_config(tmp_path / "empty", tmp_path / "run"))
+
+
+def test_analysis_curves_bd_and_stability(photo_folder, tmp_path):
+    out = tmp_path / "run"
+    run_bench(small_config(photo_folder, out))
+    rows = rows_in(out)
+    per_codec = curves(rows, "fake:blocks")
+    assert set(per_codec) == {"jpeg", "webp"}
+    assert all(p.images == 3 for points in per_codec.values() for p in points)
+    entries = bd_table(rows, "jpeg")
+    assert [(e.machine, e.codec) for e in entries] == [("fake:blocks", "webp")]
+    with Ledger(ledger_path(out)) as ledger:
+        assert stability(ledger.rows("pristine")) == {"fake:blocks": {"stable": 3, "total": 3}}
+
+
+def test_cli_bench_json_and_report(photo_folder, tmp_path, monkeypatch, capsys):
+    from icm.cli.main import run
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["icm", "bench", "--images", str(photo_folder),
+                                      "--codecs", "jpeg,webp", "--machines", "fake:blocks",
+                                      "--out", str(out), "--json"])
+    with pytest.raises(SystemExit) as exit_:
+        run()
+    assert exit_.value.code in (0, None)
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows"] == 36
+    assert Path(summary["report"]["html"]).exists()
