@@ -119,9 +119,18 @@ def _bd_entry(machine, codec, anchor, base, curve) -> BDEntry:
 
 
 def worst_cases(rows: list[dict[str, Any]], machine: str, count: int = 5) -> list[dict]:
-    """The (image, point) pairs where the machine lost most, highest bitrate first on ties."""
+    """The (image, point) rows that fell furthest below that point's mean fidelity.
+
+    Ranking by absolute fidelity would always show the lowest bitrates; the shortfall against
+    the other images at the same point surfaces the images a codec hurts unusually.
+    """
     mine = [row for row in rows if row["machine"] == machine]
-    return sorted(mine, key=lambda r: (r["primary_value"], -r["bpp"]))[:count]
+    means: dict[str, list[float]] = defaultdict(list)
+    for row in mine:
+        means[row["point"]].append(row["primary_value"])
+    average = {point: float(np.mean(values)) for point, values in means.items()}
+    return sorted(mine, key=lambda r: (r["primary_value"] - average[r["point"]], r["bpp"]))[
+        :count]
 
 
 def stability(pristine_rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:

@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS results (
     primary_name TEXT NOT NULL, primary_value REAL NOT NULL,
     fidelity_json TEXT NOT NULL, accuracy_json TEXT,
     encode_ms REAL NOT NULL, decode_ms REAL NOT NULL, predict_ms REAL NOT NULL,
-    versions_json TEXT NOT NULL, created_at REAL NOT NULL,
+    versions_json TEXT NOT NULL, cache_key TEXT NOT NULL, created_at REAL NOT NULL,
     PRIMARY KEY (image_sha, point, fingerprint)
 );
 CREATE TABLE IF NOT EXISTS notes (
@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS notes (
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, started_at REAL NOT NULL, finished_at REAL,
-    config_json TEXT NOT NULL, wall_s REAL, work_s REAL, rows_added INTEGER, status TEXT
+    config_json TEXT NOT NULL, wall_s REAL, work_s REAL, rows_added INTEGER, status TEXT,
+    workers INTEGER
 );
 """
 
@@ -85,6 +86,7 @@ class ResultRow:
     decode_ms: float
     predict_ms: float
     versions_json: str
+    cache_key: str  # the bitstream this row was measured on
     created_at: float
 
 
@@ -185,11 +187,12 @@ class Ledger:
         return int(cursor.lastrowid)
 
     def finish_run(self, run_id: int, wall_s: float, work_s: float, rows_added: int,
-                   status: str) -> None:
+                   status: str, workers: int) -> None:
         with self.db:
             self.db.execute(
-                "UPDATE runs SET finished_at=?, wall_s=?, work_s=?, rows_added=?, status=? "
-                "WHERE id=?", (time.time(), wall_s, work_s, rows_added, status, run_id))
+                "UPDATE runs SET finished_at=?, wall_s=?, work_s=?, rows_added=?, status=?, "
+                "workers=? WHERE id=?",
+                (time.time(), wall_s, work_s, rows_added, status, workers, run_id))
 
     # -- reads ---------------------------------------------------------------------------------
     def done_keys(self) -> set[tuple[str, str, str]]:

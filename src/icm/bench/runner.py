@@ -107,7 +107,8 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOut
             status = "finished"
         finally:
             wall = time.perf_counter() - started
-            ledger.finish_run(run_id, wall, work_ms / 1e3, added, status)
+            started_workers = workers if plan.unit_count() else 0
+            ledger.finish_run(run_id, wall, work_ms / 1e3, added, status, started_workers)
         total = ledger.count("results")
     return BenchOutcome(out, total, added, pristine_added, wall, work_ms / 1e3,
                         dataset.skipped + plan.skipped, workers if plan.unit_count() else 0)

@@ -184,7 +184,7 @@ def _read_decoded(job: CodecJob, decoded, coded) -> tuple[list[ResultRow], float
                 decode_ms=bitstream.decode_ms, predict_ms=predict_ms,
                 versions_json=json.dumps({"codec": bitstream.codec_version,
                                           **model.versions()}, sort_keys=True),
-                created_at=time.time(),
+                cache_key=bitstream.cache_key, created_at=time.time(),
             ))
     return rows, predict_total
 
