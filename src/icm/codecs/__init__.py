@@ -14,6 +14,10 @@ from icm.codecs import jpeg2000  # noqa: F401
 from icm.codecs import avif  # noqa: F401
 from icm.codecs import jxl  # noqa: F401
 from icm.codecs import heic  # noqa: F401
+from icm.codecs import hevc  # noqa: F401
+from icm.codecs import avc  # noqa: F401
+from icm.codecs import av1  # noqa: F401
+from icm.codecs import vvc  # noqa: F401
 # isort: on
 from icm.codecs.base import Bitstream, Codec, Knob, Option, pad_to_multiple
 from icm.codecs.point import CodecPoint, parse_point
