@@ -16,6 +16,8 @@ from icm.machines.registry import (
 )
 
 # Family modules register themselves on import (one line each, below).
+from icm.machines import clip, vlm  # noqa: F401  # isort: skip
+from icm.machines import classify, detect, ocr  # noqa: F401  # isort: skip
 
 __all__ = [
     "KNOWN_MODELS",
