@@ -204,3 +204,23 @@ def test_cli_bench_json_and_report(photo_folder, tmp_path, monkeypatch, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["rows"] == 36
     assert Path(summary["report"]["html"]).exists()
+
+
+def test_default_bench_on_two_images(tmp_path):
+    """The embedded default (real codecs, real offline machines) on a 2-image subset."""
+    from icm.bench.grid import DEFAULT_CODECS
+
+    out = tmp_path / "run"
+    outcome = run_bench(BenchConfig(limit=2, codecs=DEFAULT_CODECS, out=out, workers=2))
+    rows = rows_in(out)
+    machines = {r["machine"] for r in rows}
+    assert "classify:efficientnet-lite0" in machines
+    points = {r["point"] for r in rows}
+    assert {p.partition("@")[0] for p in points} == set(DEFAULT_CODECS)
+    assert outcome.rows_total == len(rows) == 2 * len(points) * len(machines)
+    finest = max(points, key=lambda p: max(r["bpp"] for r in rows if r["point"] == p))
+    assert all(r["primary_value"] == 1.0 for r in rows
+               if r["point"] == finest and r["machine"].startswith("classify"))
+    from icm.bench.report import write_report
+
+    assert write_report(out).html.stat().st_size > 10_000

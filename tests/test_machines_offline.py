@@ -283,7 +283,8 @@ def test_ocr_reads_rendered_line(reader):
     assert reader.accuracy(first, Truth(text=INVOICE))["text_accuracy"] == 1.0
     assert reader.accuracy(first, Truth()) is None
     same = reader.fidelity(first, second)
-    assert next(iter(same)) == reader.primary == "text_agreement" and same["text_agreement"] == 1.0
+    assert next(iter(same)) == reader.primary == "text_agreement_nospace"
+    assert same["text_agreement_nospace"] == same["text_agreement"] == 1.0
     json.dumps(first)
 
 

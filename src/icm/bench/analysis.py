@@ -103,15 +103,40 @@ def bd_table(rows: list[dict[str, Any]], anchor: str) -> list[BDEntry]:
     return table
 
 
+def pareto_front(points: list[CurvePoint]) -> list[CurvePoint]:
+    """The points no cheaper point matches: fidelity strictly rising with rate.
+
+    Averaged machine fidelity is a step function on a few images (top-1 agreement over four
+    photos moves in quarters) and saturates at 1.0, so raw curves are often flat or dip.
+    Bjøntegaard interpolation needs a strictly monotonic curve; the Pareto front is the honest
+    monotonic curve, being the best fidelity a codec offers at or below each rate.
+    """
+    front: list[CurvePoint] = []
+    for point in sorted(points, key=lambda p: p.bpp):
+        if not front or point.fidelity > front[-1].fidelity:
+            front.append(point)
+    return front
+
+
 def _bd_entry(machine, codec, anchor, base, curve) -> BDEntry:
     entry = BDEntry(machine, codec, anchor, None, None)
-    arrays = ([p.bpp for p in base], [p.fidelity for p in base],
-              [p.bpp for p in curve], [p.fidelity for p in curve])
+    fronts = {}
+    for name, points in (("anchor", base), ("test", curve)):
+        fronts[name] = pareto_front(points)
+        if len(fronts[name]) < len(points):
+            entry.notes.append(f"{name} curve not monotonic: BD uses its Pareto front "
+                               f"({len(fronts[name])} of {len(points)} points)")
+    if min(len(front) for front in fronts.values()) < 2:
+        entry.notes.append("fewer than 2 points on a Pareto front (fidelity saturated): "
+                           "no BD value")
+        return entry
+    arrays = ([p.bpp for p in fronts["anchor"]], [p.fidelity for p in fronts["anchor"]],
+              [p.bpp for p in fronts["test"]], [p.fidelity for p in fronts["test"]])
     for name, function in (("bd_rate", bd_rate), ("bd_metric", bd_metric)):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", BDWarning)
             try:
-                setattr(entry, name, float(function(*arrays)))
+                setattr(entry, name, float(function(*arrays, method="pchip")))
             except ValueError as exc:
                 entry.notes.append(f"{name}: {exc}")
         entry.notes.extend(f"{name}: {w.message}" for w in caught)

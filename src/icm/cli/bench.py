@@ -158,6 +158,14 @@ def _bench_summary(outcome, config) -> dict:
     }
 
 
+def _short(notes: list[str], width: int = 60) -> str:
+    """The first note, cut to ``width``, and how many more there are (the report has all)."""
+    if not notes:
+        return ""
+    first = notes[0] if len(notes[0]) <= width else notes[0][: width - 1] + "…"
+    return first + (f" (+{len(notes) - 1} more)" if len(notes) > 1 else "")
+
+
 def _print_summary(out: Console, summary: dict) -> None:
     table = Table(title=f"BD vs anchor ({summary['out']})")
     for column in ("machine", "codec", "BD-rate %", "BD-fidelity", "notes"):
@@ -165,7 +173,7 @@ def _print_summary(out: Console, summary: dict) -> None:
     for entry in summary["bd"]:
         rate = "n/a" if entry["bd_rate"] is None else f"{entry['bd_rate']:+.1f}"
         metric = "n/a" if entry["bd_metric"] is None else f"{entry['bd_metric']:+.4f}"
-        table.add_row(entry["machine"], entry["codec"], rate, metric, "; ".join(entry["notes"]))
+        table.add_row(entry["machine"], entry["codec"], rate, metric, _short(entry["notes"]))
     out.print(table)
     out.print(f"{summary['rows']} ledger rows ({summary['rows_added']} new) in "
               f"{summary['wall_s']:.1f} s; harness overhead {summary['harness_share']:.1%}")
