@@ -68,6 +68,14 @@ def find_ncnn_model(variant: str | None, stem: str) -> Path | None:
     return None
 
 
+def require_ncnn_model(variant: str | None, stem: str) -> Path:
+    """The folder holding ``stem``'s ncnn files; unavailability was checked at construction."""
+    folder = find_ncnn_model(variant, stem)
+    if folder is None:
+        raise RuntimeError(ncnn_unavailable_reason(variant, stem))
+    return folder
+
+
 def ncnn_unavailable_reason(variant: str | None, stem: str) -> str | None:
     if not importable("ncnn"):
         return "the Python package 'ncnn' is not installed"
@@ -112,10 +120,7 @@ class NcnnSqueezeNet(Classifier):
 
     @property
     def folder(self) -> Path:
-        folder = find_ncnn_model(self.spec.variant, self.stem)
-        if folder is None:
-            raise RuntimeError(ncnn_unavailable_reason(self.spec.variant, self.stem))
-        return folder
+        return require_ncnn_model(self.spec.variant, self.stem)
 
     def probabilities(self, rgb: np.ndarray) -> np.ndarray:
         import ncnn
@@ -202,10 +207,7 @@ class NanoDetMachine(Machine):
 
     @property
     def folder(self) -> Path:
-        folder = find_ncnn_model(self.spec.variant, self.stem)
-        if folder is None:
-            raise RuntimeError(ncnn_unavailable_reason(self.spec.variant, self.stem))
-        return folder
+        return require_ncnn_model(self.spec.variant, self.stem)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Output]:
         if self._net is None:
