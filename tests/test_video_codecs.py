@@ -234,3 +234,12 @@ def test_ffmpeg_failures_carry_ffmpeg_s_message(small):
         pytest.skip("no ffmpeg binary")
     with pytest.raises(IcmError, match=r"no-such-encoder failed on a 128x96 frame: .*not found"):
         ffmpeg_encode(small, ["-c:v", "no-such-encoder"], pix_fmt="yuv420p", muxer="hevc")
+
+
+def test_hevc_tune_reaches_the_encoder():
+    """``tune`` is an ffmpeg encoder option; inside x265-params x265 silently ignored it."""
+    image = np.ascontiguousarray(sample_photo("astronaut")[:128, :192])
+    hevc = get_codec("hevc")
+    plain = hevc.encode(image, "qp30")
+    tuned = hevc.encode(image, "qp30", tune="psnr")
+    assert tuned.data != plain.data and tuned.params["tune"] == "psnr"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -201,45 +201,54 @@ class _Plan:
 
 def _execute(plan: _Plan, setup: WorkerSetup, workers: int, ledger: Ledger,
              progress: Progress | None) -> tuple[int, int, float]:
-    context = multiprocessing.get_context("spawn")
     added = pristine_added = 0
     work_ms = 0.0
     report = progress or (lambda stage, done, total: None)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=init_worker, initargs=(setup,))
     try:
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
-                                 initargs=(setup,)) as pool:
-            total = len(plan.pristine_todo)
-            report("pristine", 0, total)
-            futures = {pool.submit(pristine_unit, plan.images[i][0], plan.images[i][1], name)
-                       for i, name in plan.pristine_todo}
-            for done, future in enumerate(_as_completed(futures), 1):
-                row = future.result()
-                ledger.add_pristine(row)
-                if not row.stable:
-                    ledger.note(row.machine, f"unstable pristine output on {row.image_sha[:12]}")
-                pristine_added += 1
-                work_ms += row.predict_ms * 2
-                report("pristine", done, total)
-            total_rows, done_rows = plan.row_count(), 0
-            report("codecs", 0, total_rows)
-            futures = {pool.submit(codec_unit, plan.job(unit)) for unit in plan.units}
-            for future in _as_completed(futures):
-                result = future.result()
-                added += ledger.add_unit(result.bitstreams, result.rows)
-                for subject, message in result.notes:
-                    ledger.note(subject, message)
-                work_ms += result.work_ms
-                done_rows += len(result.rows)
-                report("codecs", done_rows, total_rows)
+        total = len(plan.pristine_todo)
+        report("pristine", 0, total)
+        calls = ((pristine_unit, plan.images[i][0], plan.images[i][1], name)
+                 for i, name in plan.pristine_todo)
+        for done, row in enumerate(_bounded(pool, calls, 2 * workers), 1):
+            ledger.add_pristine(row)
+            if not row.stable:
+                ledger.note(row.machine, f"unstable pristine output on {row.image_sha[:12]}")
+            pristine_added += 1
+            work_ms += row.predict_ms * 2
+            report("pristine", done, total)
+        total_rows, done_rows = plan.row_count(), 0
+        report("codecs", 0, total_rows)
+        jobs = ((codec_unit, plan.job(unit)) for unit in plan.units)
+        for result in _bounded(pool, jobs, 2 * workers):
+            added += ledger.add_unit(result.bitstreams, result.rows)
+            for subject, message in result.notes:
+                ledger.note(subject, message)
+            work_ms += result.work_ms
+            done_rows += len(result.rows)
+            report("codecs", done_rows, total_rows)
     except BrokenProcessPool:
         raise IcmError("a worker process died; every finished row is in the ledger: run the "
                        "same command again to resume", ledger.path) from None
+    finally:
+        # On an error or Ctrl-C, drop queued units instead of waiting for them to run.
+        pool.shutdown(wait=True, cancel_futures=True)
     return pristine_added, added, work_ms
 
 
-def _as_completed(futures: set[Future]):
-    """Yield futures as they finish (a thin wait loop keeps Ctrl-C responsive)."""
-    pending = set(futures)
+def _bounded(pool: ProcessPoolExecutor, calls: Iterator[tuple], in_flight: int) -> Iterator:
+    """Results of ``calls`` as they finish, with at most ``in_flight`` submitted at a time.
+
+    Jobs are built lazily (a codec job carries its image's pristine outputs), so memory stays
+    flat however large the grid, and an interrupted run has little queued work to drop.
+    """
+    pending: set[Future] = set()
+    for call in calls:
+        pending.add(pool.submit(*call))
+        if len(pending) >= in_flight:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (future.result() for future in finished)
     while pending:
-        finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-        yield from finished
+        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        yield from (future.result() for future in finished)

@@ -56,6 +56,7 @@ class HevcCodec(Codec):
         "chroma": Option("420", ("420", "444"), "chroma subsampling"),
         "bit_depth": Option(8, (8, 10), "coded bit depth"),
         "preset": Option("medium", X265_PRESETS, "x265 speed preset"),
+        "tune": Option("none", ("none", "psnr", "ssim"), "x265 tuning (psnr turns off psy-rd)"),
     }
     pad_multiple = 2  # 4:2:0 needs even sizes
 
@@ -74,12 +75,15 @@ class HevcCodec(Codec):
 
     def _encode(self, rgb: np.ndarray, value: float, options: Mapping[str, Any]) -> bytes:
         params = f"qp={int(value)}:ipratio=1:info=0:log-level=error"
+        settings = {"x265-params": params, "preset": options["preset"]}
+        if options["tune"] != "none":
+            settings["tune"] = options["tune"]  # an encoder option: x265-params ignores it
         pix_fmt = _PIX_FMTS[options["chroma"], options["bit_depth"]]
         return pyav_encode(
             pad_to_at_least(rgb, 16, 16),  # x265 refuses pictures under 16x16
             "libx265",
             pix_fmt,
-            {"x265-params": params, "preset": options["preset"]},
+            settings,
         )
 
     def _decode(self, data: bytes) -> np.ndarray:
