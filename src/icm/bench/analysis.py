@@ -120,15 +120,16 @@ def pareto_front(points: list[CurvePoint]) -> list[CurvePoint]:
 
 def _bd_entry(machine, codec, anchor, base, curve) -> BDEntry:
     entry = BDEntry(machine, codec, anchor, None, None)
-    fronts = {}
+    fronts, pareto_notes = {}, []
     for name, points in (("anchor", base), ("test", curve)):
         fronts[name] = pareto_front(points)
         if len(fronts[name]) < len(points):
-            entry.notes.append(f"{name} curve not monotonic: BD uses its Pareto front "
-                               f"({len(fronts[name])} of {len(points)} points)")
+            pareto_notes.append(f"{name} curve not monotonic: BD uses its Pareto front "
+                                f"({len(fronts[name])} of {len(points)} points)")
     if min(len(front) for front in fronts.values()) < 2:
         entry.notes.append("fewer than 2 points on a Pareto front (fidelity saturated): "
                            "no BD value")
+        entry.notes.extend(pareto_notes)
         return entry
     arrays = ([p.bpp for p in fronts["anchor"]], [p.fidelity for p in fronts["anchor"]],
               [p.bpp for p in fronts["test"]], [p.fidelity for p in fronts["test"]])
@@ -140,6 +141,7 @@ def _bd_entry(machine, codec, anchor, base, curve) -> BDEntry:
             except ValueError as exc:
                 entry.notes.append(f"{name}: {exc}")
         entry.notes.extend(f"{name}: {w.message}" for w in caught)
+    entry.notes.extend(pareto_notes)  # reasons for a missing value come first
     return entry
 
 
