@@ -224,3 +224,13 @@ def test_default_bench_on_two_images(tmp_path):
     from icm.bench.report import write_report
 
     assert write_report(out).html.stat().st_size > 10_000
+
+
+def test_analysis_uses_the_newest_fingerprint_only():
+    from icm.bench.analysis import current_rows
+
+    old = {"machine": "m", "fingerprint": "v1", "created_at": 1.0}
+    new = {"machine": "m", "fingerprint": "v2", "created_at": 2.0}
+    other = {"machine": "n", "fingerprint": "v9", "created_at": 3.0}
+    assert current_rows([old, new, other], "m") == [new]
+    assert current_rows([old, other], "x") == []

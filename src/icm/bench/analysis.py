@@ -45,9 +45,22 @@ def machines_in(rows: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(row["machine"] for row in rows))
 
 
+def current_rows(rows: list[dict[str, Any]], machine: str) -> list[dict[str, Any]]:
+    """The machine's rows from its newest fingerprint (model, weights, fidelity definition).
+
+    A ledger keeps rows of earlier fingerprints (resume never deletes), but averaging two model
+    versions into one curve would describe neither.
+    """
+    mine = [row for row in rows if row["machine"] == machine]
+    if not mine:
+        return []
+    newest = max(mine, key=lambda row: row["created_at"])["fingerprint"]
+    return [row for row in mine if row["fingerprint"] == newest]
+
+
 def curves(rows: list[dict[str, Any]], machine: str) -> dict[str, list[CurvePoint]]:
     """Per codec, the mean (bpp, primary fidelity) of each point over the machine's images."""
-    mine = [row for row in rows if row["machine"] == machine]
+    mine = current_rows(rows, machine)
     common = _images_in_every_point(mine)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in mine:
@@ -151,7 +164,7 @@ def worst_cases(rows: list[dict[str, Any]], machine: str, count: int = 5) -> lis
     Ranking by absolute fidelity would always show the lowest bitrates; the shortfall against
     the other images at the same point surfaces the images a codec hurts unusually.
     """
-    mine = [row for row in rows if row["machine"] == machine]
+    mine = current_rows(rows, machine)
     means: dict[str, list[float]] = defaultdict(list)
     for row in mine:
         means[row["point"]].append(row["primary_value"])

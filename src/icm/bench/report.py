@@ -34,6 +34,7 @@ from icm.bench.analysis import (
     BDEntry,
     CurvePoint,
     bd_table,
+    current_rows,
     curves,
     machines_in,
     pristine_accuracy,
@@ -268,24 +269,26 @@ def _timing(runs: list[dict[str, Any]]) -> str:
         return text
     share = max(0.0, 1.0 - work / (wall * workers))
     return text + (
-        f". Harness overhead share, 1 - work / (wall x workers): {share:.1%} (it includes "
-        "worker start-up and model loading)"
+        f". Harness overhead share, 1 - work / (wall x workers): {share:.1%} (worker "
+        "start-up counts as overhead; model loading happens in the first predict call and "
+        "counts as model work)"
     )
 
 
 def _machine_section(run, out, machine, slug, anchor, worst, colours, crops) -> list[Block]:
-    mine = [row for row in run.results if row["machine"] == machine]
+    everything = [row for row in run.results if row["machine"] == machine]
+    mine = current_rows(run.results, machine)
     primary = mine[0]["primary_name"]
     per_codec = curves(run.results, machine)
     blocks: list[Block] = [Heading(2, f"Machine: {machine}")]
-    fingerprints = {row["fingerprint"] for row in mine}
     line = (
         f"{len(mine)} rows over {len({r['image_sha'] for r in mine})} images; primary "
         f"fidelity: {primary} (agreement with the machine's output on the pristine image, "
         "higher is better)."
     )
-    if len(fingerprints) > 1:
-        line += f" Warning: rows from {len(fingerprints)} model fingerprints are averaged."
+    if len(everything) > len(mine):
+        line += (f" {len(everything) - len(mine)} older rows from an earlier model fingerprint "
+                 "are left out.")
     blocks.append(Para(line))
     if per_codec:
         png = _curve_plot(
