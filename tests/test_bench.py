@@ -234,3 +234,29 @@ def test_analysis_uses_the_newest_fingerprint_only():
     other = {"machine": "n", "fingerprint": "v9", "created_at": 3.0}
     assert current_rows([old, new, other], "m") == [new]
     assert current_rows([old, other], "x") == []
+
+
+def test_bd_intervals_cover_the_estimate_and_shrink_with_more_images():
+    """Bootstrap intervals: around the point estimate, narrower when images agree more."""
+    from icm.bench.analysis import bd_table
+
+    def rows(images: int, spread: float) -> list[dict]:
+        generator = __import__("numpy").random.default_rng(1)
+        table = []
+        for image in range(images):
+            noise = spread * generator.standard_normal()
+            for codec, slope in (("jpeg", 2.0), ("webp", 4.0)):
+                for level, bpp in enumerate((0.2, 0.4, 0.8, 1.6)):
+                    fidelity = min(1.0, max(0.0, 1 - 0.9 * 2.718 ** (-slope * bpp) + noise))
+                    table.append({"machine": "m", "fingerprint": "f", "created_at": 0.0,
+                                  "image_sha": f"{image:03d}", "point": f"{codec}@{level}",
+                                  "codec": codec, "bpp": bpp, "primary_value": fidelity,
+                                  "psnr": 30.0, "accuracy_json": None})
+        return table
+
+    entry = bd_table(rows(24, 0.02), "jpeg")[0]
+    low, high = entry.bd_rate_ci
+    assert low <= entry.bd_rate <= high < 0  # webp is clearly better: the interval says so
+    wide = bd_table(rows(6, 0.02), "jpeg")[0].bd_rate_ci
+    assert (wide[1] - wide[0]) > (high - low)
+    assert bd_table(rows(24, 0.02), "jpeg", bootstrap=0)[0].bd_rate_ci is None

@@ -317,7 +317,9 @@ def _machine_section(run, out, machine, slug, anchor, worst, colours, crops) -> 
 _BD_LEGEND = (
     "BD-rate: percent bits spent at equal machine fidelity relative to the anchor; negative "
     "is better (-30 % saves 30 % of the bits). BD-metric: primary fidelity gained at equal "
-    "bits; positive is better. n/a: the curves do not support an honest value (reason given)."
+    "bits; positive is better. [low, high]: 90% bootstrap interval over the images; an "
+    "interval that spans 0 means these images cannot tell the two codecs apart. n/a: the "
+    "curves do not support an honest value (reason given)."
 )
 
 
@@ -362,7 +364,9 @@ def _bd_cell(entry: BDEntry, name: str, fmt: Callable[[float], str]) -> tuple[st
     """The formatted value, or ``n/a (reason)``; also the notes used as that reason."""
     value = getattr(entry, name)
     if value is not None:
-        return fmt(value), []
+        interval = getattr(entry, f"{name}_ci")
+        spread = "" if interval is None else f" [{fmt(interval[0])}, {fmt(interval[1])}]"
+        return fmt(value) + spread, []
     prefix = f"{name}: "
     mine = [n for n in entry.notes if n.startswith(prefix)]
     shared = [n for n in entry.notes if not n.startswith(("bd_rate: ", "bd_metric: "))]
