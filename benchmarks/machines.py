@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from icm.bench import BenchConfig, ledger_path, run_bench
-from icm.bench.analysis import bd_table, curves, pristine_accuracy, stability
+from icm.bench.analysis import bd_table, curves, pristine_accuracy, stability, with_interval
 from icm.bench.ledger import Ledger
 from icm.bench.report import write_report
 from icm.fileio import write_atomic
@@ -79,12 +79,13 @@ def print_tables(results: list[dict]) -> None:
               f"{result['wall_s_of_run_that_computed'] or 0:.0f} s wall with "
               f"{result['workers']} workers; harness overhead "
               + ("n/a" if result["harness_share"] is None else f"{result['harness_share']:.1%}"))
-        print(f"{'machine':30} {'codec':6} {'BD-rate':>9} {'BD-fidelity':>12}  notes")
+        print(f"{'machine':28} {'codec':6} {'BD-rate [90% CI]':>26} "
+              f"{'BD-fidelity [90% CI]':>28}  first note")
         for entry in result["bd"]:
-            rate = "n/a" if entry["bd_rate"] is None else f"{entry['bd_rate']:+.1f}%"
-            fid = "n/a" if entry["bd_metric"] is None else f"{entry['bd_metric']:+.4f}"
-            notes = "; ".join(entry["notes"])[:60]
-            print(f"{entry['machine']:30} {entry['codec']:6} {rate:>9} {fid:>12}  {notes}")
+            rate = with_interval(entry["bd_rate"], entry["bd_rate_ci"], "{:+.1f}%")
+            fid = with_interval(entry["bd_metric"], entry["bd_metric_ci"], "{:+.4f}")
+            notes = (entry["notes"] or [""])[0][:50]
+            print(f"{entry['machine']:28} {entry['codec']:6} {rate:>26} {fid:>28}  {notes}")
 
 
 def main() -> int:

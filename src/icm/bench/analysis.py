@@ -263,3 +263,12 @@ def pristine_accuracy(pristine_rows: list[dict[str, Any]]) -> dict[str, float]:
         if value is not None:
             scores[row["machine"]].append(value)
     return {machine: float(np.mean(values)) for machine, values in scores.items()}
+
+
+def with_interval(value: float | None, interval: tuple[float, float] | None, fmt: str) -> str:
+    """``-39.7% [-52.3%, -31.2%]``, the bare value without an interval, or ``n/a``."""
+    if value is None:
+        return "n/a"
+    if interval is None:
+        return fmt.format(value)
+    return f"{fmt.format(value)} [{fmt.format(interval[0])}, {fmt.format(interval[1])}]"

@@ -158,14 +158,6 @@ def _bench_summary(outcome, config) -> dict:
     }
 
 
-def _with_interval(value, interval, fmt: str) -> str:
-    if value is None:
-        return "n/a"
-    text = fmt.format(value)
-    return text if interval is None else f"{text} [{fmt.format(interval[0])}, " \
-        f"{fmt.format(interval[1])}]"
-
-
 def _short(notes: list[str], width: int = 60) -> str:
     """The first note, cut to ``width``, and how many more there are (the report has all)."""
     if not notes:
@@ -175,12 +167,14 @@ def _short(notes: list[str], width: int = 60) -> str:
 
 
 def _print_summary(out: Console, summary: dict) -> None:
+    from icm.bench.analysis import with_interval
+
     table = Table(title=f"BD vs anchor ({summary['out']})")
     for column in ("machine", "codec", "BD-rate % [90% CI]", "BD-fidelity [90% CI]", "notes"):
         table.add_column(column, overflow="fold")
     for entry in summary["bd"]:
-        rate = _with_interval(entry["bd_rate"], entry["bd_rate_ci"], "{:+.1f}")
-        metric = _with_interval(entry["bd_metric"], entry["bd_metric_ci"], "{:+.3f}")
+        rate = with_interval(entry["bd_rate"], entry["bd_rate_ci"], "{:+.1f}")
+        metric = with_interval(entry["bd_metric"], entry["bd_metric_ci"], "{:+.3f}")
         table.add_row(entry["machine"], entry["codec"], rate, metric, _short(entry["notes"]))
     out.print(table)
     out.print(f"{summary['rows']} ledger rows ({summary['rows_added']} new) in "
