@@ -24,6 +24,8 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     except OSError as exc:
         raise IcmError(f"cannot write here ({exc.strerror or exc})", target) from None
     try:
+        # mkstemp makes the file private (0600); outputs get the mode a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -33,6 +35,12 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def refuse_overwriting_input(
