@@ -23,6 +23,13 @@ import numpy as np
 from icm.errors import IcmError
 
 #: The colour conversion shared by every video codec here (see the module docstring).
+#: (chroma, bit depth) -> the planar YUV format every video codec here codes
+YUV_FORMATS = {("420", 8): "yuv420p", ("444", 8): "yuv444p",
+               ("420", 10): "yuv420p10le", ("444", 10): "yuv444p10le"}  # fmt: skip
+#: x264 and x265 share their preset names (kvazaar accepts the same)
+X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow", "placebo")  # fmt: skip
+
 COLORSPACE = "ITU601"
 COLOR_RANGE = "MPEG"
 # The same as AVCodecContext enums: AVCOL_SPC_SMPTE170M (BT.601) and AVCOL_RANGE_MPEG.

@@ -32,6 +32,7 @@ import numpy as np
 
 from icm.codecs._ffmpeg import ffmpeg_encode, ffmpeg_unavailable, ffmpeg_version
 from icm.codecs._pyav import (
+    YUV_FORMATS,
     pad_to_at_least,
     pyav_decode,
     pyav_encode,
@@ -40,9 +41,6 @@ from icm.codecs._pyav import (
 )
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
-
-_PIX_FMTS = {("420", 8): "yuv420p", ("444", 8): "yuv444p",
-             ("420", 10): "yuv420p10le", ("444", 10): "yuv444p10le"}  # fmt: skip
 
 
 @register_codec
@@ -77,7 +75,7 @@ class SvtAv1Codec(Codec):
         return pyav_encode(
             pad_to_at_least(rgb, 32, 32),
             "libsvtav1",
-            _PIX_FMTS["420", options["bit_depth"]],
+            YUV_FORMATS["420", options["bit_depth"]],
             {"qp": str(int(value)), "preset": str(options["preset"]), "svtav1-params": "avif=1"},
         )
 
@@ -113,7 +111,7 @@ class AomAv1Codec(Codec):
     def _encode(self, rgb: np.ndarray, value: float, options: Mapping[str, Any]) -> bytes:
         args = ["-c:v", "libaom-av1", "-still-picture", "1", "-cpu-used", str(options["cpu_used"]),
                 "-crf", str(int(value)), "-b:v", "0"]  # fmt: skip
-        pix_fmt = _PIX_FMTS[options["chroma"], options["bit_depth"]]
+        pix_fmt = YUV_FORMATS[options["chroma"], options["bit_depth"]]
         return ffmpeg_encode(rgb, args, pix_fmt=pix_fmt, muxer="obu")
 
     def _decode(self, data: bytes) -> np.ndarray:

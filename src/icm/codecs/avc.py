@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from icm.codecs._pyav import (
+    X26X_PRESETS,
+    YUV_FORMATS,
     encoder_banner,
     pyav_decode,
     pyav_encode,
@@ -26,10 +28,6 @@ from icm.codecs._pyav import (
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
 
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
-                "slower", "veryslow", "placebo")  # fmt: skip
-_PIX_FMTS = {("420", 8): "yuv420p", ("444", 8): "yuv444p",
-             ("420", 10): "yuv420p10le", ("444", 10): "yuv444p10le"}  # fmt: skip
 _X264_BANNER = b"x264 - core"
 
 
@@ -46,7 +44,7 @@ class AvcCodec(Codec):
     options = {
         "chroma": Option("420", ("420", "444"), "chroma subsampling"),
         "bit_depth": Option(8, (8, 10), "coded bit depth"),
-        "preset": Option("medium", X264_PRESETS, "x264 speed preset"),
+        "preset": Option("medium", X26X_PRESETS, "x264 speed preset"),
     }
     pad_multiple = 2  # 4:2:0 needs even sizes
 
@@ -67,7 +65,7 @@ class AvcCodec(Codec):
         data = pyav_encode(
             rgb,
             "libx264",
-            _PIX_FMTS[options["chroma"], bit_depth],
+            YUV_FORMATS[options["chroma"], bit_depth],
             {"qp": str(x264_qp), "preset": options["preset"], "x264-params": "ipratio=1"},
         )
         return strip_sei_containing(data, _X264_BANNER)

@@ -21,6 +21,8 @@ import numpy as np
 
 from icm.codecs._ffmpeg import ffmpeg_encode, ffmpeg_unavailable, ffmpeg_version
 from icm.codecs._pyav import (
+    X26X_PRESETS,
+    YUV_FORMATS,
     encoder_banner,
     pad_to_at_least,
     pyav_decode,
@@ -31,11 +33,6 @@ from icm.codecs._pyav import (
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
 
-X265_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
-                "slower", "veryslow", "placebo")  # fmt: skip
-KVAZAAR_PRESETS = X265_PRESETS
-_PIX_FMTS = {("420", 8): "yuv420p", ("444", 8): "yuv444p",
-             ("420", 10): "yuv420p10le", ("444", 10): "yuv444p10le"}  # fmt: skip
 #: the largest QP difference between any two blocks that kvazaar codes (see clip_delta_qp)
 MAX_QP_SPREAD = 25
 _QP = Knob("qp", 0, 51, rate_rises=False, meaning="slice QP, lower is better")
@@ -55,7 +52,7 @@ class HevcCodec(Codec):
     options = {
         "chroma": Option("420", ("420", "444"), "chroma subsampling"),
         "bit_depth": Option(8, (8, 10), "coded bit depth"),
-        "preset": Option("medium", X265_PRESETS, "x265 speed preset"),
+        "preset": Option("medium", X26X_PRESETS, "x265 speed preset"),
         "tune": Option("none", ("none", "psnr", "ssim"), "x265 tuning (psnr turns off psy-rd)"),
     }
     pad_multiple = 2  # 4:2:0 needs even sizes
@@ -78,7 +75,7 @@ class HevcCodec(Codec):
         settings = {"x265-params": params, "preset": options["preset"]}
         if options["tune"] != "none":
             settings["tune"] = options["tune"]  # an encoder option: x265-params ignores it
-        pix_fmt = _PIX_FMTS[options["chroma"], options["bit_depth"]]
+        pix_fmt = YUV_FORMATS[options["chroma"], options["bit_depth"]]
         return pyav_encode(
             pad_to_at_least(rgb, 16, 16),  # x265 refuses pictures under 16x16
             "libx265",
@@ -109,7 +106,7 @@ class KvazaarCodec(Codec):
     library = "kvazaar (ffmpeg binary)"
     summary = "HEVC/H.265 intra picture, kvazaar at a fixed QP, per-block delta-QP maps"
     install_hint = "pip install imageio-ffmpeg av"
-    options = {"preset": Option("medium", KVAZAAR_PRESETS, "kvazaar speed preset")}
+    options = {"preset": Option("medium", X26X_PRESETS, "kvazaar speed preset")}
     pad_multiple = 8  # kvazaar refuses sizes that are not multiples of 8
     supports_delta_qp = True
 
