@@ -176,13 +176,23 @@ class Coded:
     bitstream: Bitstream | None = None
 
     def decode(self) -> np.ndarray:
+        """RGB at the original size: a resampled ``.icm`` is scaled back to it."""
         codec = get_codec(self.codec)
         try:
-            if self.bitstream is not None:
-                return codec.decode(self.bitstream)
-            return codec.decode_raw(self.data)
+            if self.bitstream is None:
+                return codec.decode_raw(self.data)
+            image = codec.decode(self.bitstream)
         except IcmError as exc:
             raise IcmError(exc.problem, self.path) from None
+        header = self.header
+        if header is not None and image.shape[:2] != (header.height, header.width):
+            from PIL import Image
+
+            resized = Image.fromarray(image).resize(
+                (header.width, header.height), Image.Resampling.LANCZOS
+            )
+            image = np.asarray(resized)
+        return image
 
 
 def read_coded(path: Path) -> Coded:

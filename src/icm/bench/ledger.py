@@ -20,6 +20,7 @@ from typing import Any
 from icm.errors import IcmError
 
 SCHEMA_VERSION = 1
+TABLES = frozenset({"results", "pristine", "images", "bitstreams", "notes", "runs"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -209,14 +210,14 @@ class Ledger:
         return None if row is None else BitstreamRow(*row)
 
     def rows(self, table: str = "results") -> list[dict[str, Any]]:
-        if table not in {"results", "pristine", "images", "bitstreams", "notes", "runs"}:
+        if table not in TABLES:
             raise ValueError(table)
         cursor = self.db.execute(f"SELECT * FROM {table}")
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, values, strict=True)) for values in cursor]
 
     def count(self, table: str = "results") -> int:
-        if table not in {"results", "pristine", "images", "bitstreams", "notes", "runs"}:
+        if table not in TABLES:
             raise ValueError(table)
         return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 

@@ -44,6 +44,7 @@ from icm.bench.analysis import (
 from icm.bench.ledger import Ledger, ResultRow
 from icm.bench.runner import ledger_path
 from icm.bench.worker import cache_path
+from icm.coding import read_coded
 from icm.errors import IcmError
 from icm.fileio import write_atomic
 
@@ -518,7 +519,7 @@ class _Crops:
             where = path.relative_to(self.run.folder)
             raise _CropSkipped(f"bitstream not in the cache ({where})")
         try:
-            image = _decode_icm(path)
+            image = read_coded(path).decode()
         except IcmError as exc:
             raise _CropSkipped(f"cannot decode {path.name}: {exc.problem}") from None
         if image.shape != shape:
@@ -543,22 +544,6 @@ def _load_pristine(run: _RunData, image_sha: str) -> np.ndarray:
     if content_hash(pixels) != image_sha:
         raise _CropSkipped(f"{source} no longer holds the benchmarked pixels")
     return pixels
-
-
-def _decode_icm(path: Path) -> np.ndarray:
-    from icm import container
-    from icm.codecs import get_codec
-
-    header, payload = container.read_icm(path)
-    image = get_codec(header.codec).decode(container.bitstream_from(header, payload))
-    if image.shape[:2] != (header.height, header.width):  # RESAMPLE: scale back to the original
-        from PIL import Image
-
-        resized = Image.fromarray(image).resize(
-            (header.width, header.height), Image.Resampling.LANCZOS
-        )
-        image = np.asarray(resized)
-    return image
 
 
 def _side_by_side(pristine: np.ndarray, decoded: np.ndarray, left: str, right: str) -> bytes:

@@ -22,6 +22,7 @@ from icm.bench.ledger import Ledger
 from icm.bench.worker import (
     CodecJob,
     WorkerSetup,
+    cache_key,
     codec_unit,
     init_worker,
     pristine_unit,
@@ -111,7 +112,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOut
             ledger.finish_run(run_id, wall, work_ms / 1e3, added, status, started_workers)
         total = ledger.count("results")
     return BenchOutcome(out, total, added, pristine_added, wall, work_ms / 1e3,
-                        dataset.skipped + plan.skipped, workers if plan.unit_count() else 0)
+                        dataset.skipped, workers if plan.unit_count() else 0)
 
 
 def _registering_modules(points, machines) -> tuple[str, ...]:
@@ -148,14 +149,14 @@ class _Plan:
 
     def __init__(self, images, points, machines, ledger: Ledger) -> None:
         self.images, self.points, self.machines, self.ledger = images, points, machines, ledger
-        self.skipped: list[str] = []
+        self.fingerprints = {m.name: m.fingerprint() for m in machines}  # once, not per row
         done = ledger.done_keys()
         self.pristine_todo = [
             (index, machine.name)
             for index, (image, sha) in enumerate(images)
             for machine in machines
             if image.kind in machine.kinds
-            and ledger.pristine_output(sha, machine.fingerprint()) is None
+            and ledger.pristine_output(sha, self.fingerprints[machine.name]) is None
         ]
         self.units: list[tuple[int, str, dict[str, tuple[str, ...]]]] = []
         for index, (image, sha) in enumerate(images):
@@ -164,7 +165,7 @@ class _Plan:
                 pending = {}
                 for point in (p for p in points if p.codec == codec):
                     names = tuple(m.name for m in readers
-                                  if (sha, str(point), m.fingerprint()) not in done)
+                                  if (sha, str(point), self.fingerprints[m.name]) not in done)
                     if names:
                         pending[str(point)] = names
                 if pending:
@@ -182,15 +183,12 @@ class _Plan:
         points = tuple(p for p in self.points if str(p) in pending)
         pristine = {}
         for name in {n for names in pending.values() for n in names}:
-            fingerprint = next(m for m in self.machines if m.name == name).fingerprint()
-            output = self.ledger.pristine_output(sha, fingerprint)
+            output = self.ledger.pristine_output(sha, self.fingerprints[name])
             if output is not None:
                 pristine[name] = output
         pending = {point: tuple(n for n in names if n in pristine)
                    for point, names in pending.items()}
         version = get_codec(codec).library_version()
-        from icm.bench.worker import cache_key
-
         cached = {}
         for point in points:
             row = self.ledger.bitstream(cache_key(sha, point, version))
