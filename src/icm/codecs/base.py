@@ -188,7 +188,7 @@ class Codec(ABC):
         chosen = self.resolve_options(options)
         coded_options = dict(chosen)
         if delta_qp is not None:
-            coded_options["delta_qp"] = self._check_delta_qp(delta_qp)
+            coded_options["delta_qp"] = self._check_delta_qp(delta_qp, chosen)
             chosen["delta_qp"] = _describe_map(coded_options["delta_qp"])
         data = self._encode(pad_to_multiple(image, self.pad_multiple), value, coded_options)
         return Bitstream(
@@ -226,8 +226,16 @@ class Codec(ABC):
             chosen[name] = self.options[name].coerce(name, value, self.name)
         return chosen
 
-    def _check_delta_qp(self, delta_qp: np.ndarray) -> np.ndarray:
-        if not self.supports_delta_qp:
+    def takes_delta_qp(self, options: Mapping[str, Any]) -> bool:
+        """Whether a delta-QP map takes effect with these (resolved) options.
+
+        Some encoders honour region offsets only in some rate-control modes; those override
+        this. Appliers ask it before choosing between a delta-QP map and a prefilter.
+        """
+        return self.supports_delta_qp
+
+    def _check_delta_qp(self, delta_qp: np.ndarray, options: Mapping[str, Any]) -> np.ndarray:
+        if not self.takes_delta_qp(options):
             raise UnknownCodecError(f"{self.name} does not take a delta-QP map (hevc-kvazaar does)")
         grid = np.asarray(delta_qp)
         if grid.ndim != 2 or grid.size == 0 or not np.issubdtype(grid.dtype, np.integer):
