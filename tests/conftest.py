@@ -24,6 +24,16 @@ def odd_photo() -> np.ndarray:
     return np.ascontiguousarray(sample_photo("coffee")[100:167, 200:301])
 
 
+@pytest.fixture
+def png(tmp_path: Path, photo: np.ndarray) -> Path:
+    """The ``photo`` crop saved as a PNG file, for command-line tests."""
+    from PIL import Image
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():

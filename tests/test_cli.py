@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,13 +24,6 @@ def icm(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
         code = exit_.code or 0
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-@pytest.fixture
-def png(tmp_path, photo) -> Path:
-    path = tmp_path / "photo.png"
-    Image.fromarray(photo).save(path)
-    return path
 
 
 def assert_one_line_error(code: int, err: str, *needles: str) -> None:

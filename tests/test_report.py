@@ -85,7 +85,8 @@ def _result(name, sha, point, bitstream_row, pixels, machine) -> ResultRow:
 
 def _bitstream(pixels, sha, point, cache_dir: Path) -> BitstreamRow:
     codec = get_codec(point.codec)
-    bitstream, data, _ = encode_image(pixels, point)
+    encoded = encode_image(pixels, point)
+    bitstream, data = encoded.bitstream, encoded.data
     key = cache_key(sha, point, codec.library_version())
     write_atomic(cache_path(cache_dir, key), data)
     return BitstreamRow(

@@ -8,7 +8,7 @@ container (header, payload, CRC); for a standard-file output it is that file.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from icm.errors import IcmError
 from icm.fileio import refuse_overwriting_input, write_atomic
 from icm.image import DEFAULT_MAX_PIXELS, load_image
 from icm.metrics import psnr
+from icm.recipe import Prepared, recipe_for
 
 ICM_SUFFIX = ".icm"
 
@@ -38,6 +39,7 @@ class EncodeResult:
     psnr_db: float
     raw_output: str | None = None
     rate: RateResult | None = None
+    prepared: Prepared | None = None
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -60,6 +62,9 @@ class EncodeResult:
                 "encodes": self.rate.encodes,
                 "trials": [{"level": level, "bpp": bpp} for level, bpp in self.rate.trials],
             }
+        if self.prepared is not None:
+            record.update(self.prepared.describe())
+            record.update(_side_info_of(self.prepared.resample, self.prepared.tags))
         return record
 
 
@@ -100,30 +105,73 @@ def standard_output(output: Path, codec_name: str) -> bool:
     return True
 
 
+@dataclass
+class Encoded:
+    """One encode in memory: the bitstream, the bytes to write, and how they were made."""
+
+    bitstream: Bitstream
+    data: bytes
+    rate: RateResult | None = None
+    prepared: Prepared | None = None
+
+
 def encode_image(
     image: np.ndarray, point: CodecPoint, *, as_container: bool = True, **options: Any
-) -> tuple[Bitstream, bytes, RateResult | None]:
-    """Encode at a level or a bpp target; return the bitstream, the bytes to write, the search.
+) -> Encoded:
+    """Encode at a level or a bpp target, after the point's machine-aware tools.
 
-    With a bpp target, rate control measures the bytes that will actually be written: the whole
-    container when ``as_container``, else the standard file alone.
+    With a bpp target, rate control measures the bytes that will actually be written (the
+    whole container when ``as_container``, else the standard file alone) over the original
+    image's pixels, also when a ``fit`` tool codes a smaller image.
     """
     codec = get_codec(point.codec)
+    recipe = recipe_for(point.tools)
+    prepared = recipe.prepare(image, codec, options) if recipe else Prepared(image, options)
+    height, width = image.shape[:2]
     defaults = {name: option.default for name, option in codec.options.items()}
 
     def written(bitstream: Bitstream) -> bytes:
         if not as_container:
             return bitstream.data
-        header = container.header_for(bitstream, defaults=defaults)
+        header = container.header_for(
+            bitstream,
+            defaults=defaults,
+            resample=prepared.resample,
+            original_size=(width, height) if prepared.resample else None,
+            tags=prepared.tags,
+        )
+        if "delta_qp" in header.options:  # the map is in the payload; its record is not needed
+            options = {k: v for k, v in header.options.items() if k != "delta_qp"}
+            header = replace(header, options=options)
         return container.pack(header, bitstream.data)
 
     if point.bpp is not None:
+        coded_pixels = prepared.image.shape[0] * prepared.image.shape[1]
         rate = encode_to_bpp(
-            codec, image, point.bpp, size_of=lambda b: len(written(b)), **options
+            codec,
+            prepared.image,
+            point.bpp * width * height / coded_pixels,
+            size_of=lambda b: len(written(b)),
+            **prepared.options,
         )
-        return rate.bitstream, written(rate.bitstream), rate
-    bitstream = codec.encode(image, point.level or "", **options)
-    return bitstream, written(bitstream), None
+        data = written(rate.bitstream)
+        to_original = coded_pixels / (width * height)  # trials were measured on coded pixels
+        rate = replace(
+            rate,
+            target_bpp=point.bpp,
+            achieved_bpp=8 * len(data) / (width * height),
+            trials=tuple((level, bpp * to_original) for level, bpp in rate.trials),
+        )
+        return Encoded(rate.bitstream, data, rate, prepared)
+    bitstream = codec.encode(prepared.image, point.level or "", **prepared.options)
+    return Encoded(bitstream, written(bitstream), None, prepared)
+
+
+def decode_bytes(data: bytes, path: Path | str = "<memory>") -> np.ndarray:
+    """Decode ``.icm`` bytes to RGB at the original size (a resampled image is restored)."""
+    header, payload = container.unpack(data, path)
+    return Coded(Path(path), data, header.codec, header,
+                 container.bitstream_from(header, payload)).decode()
 
 
 def encode_file(
@@ -140,10 +188,14 @@ def encode_file(
     as_standard = standard_output(output, point.codec)
     image = load_image(source, max_pixels=max_pixels)
     start = time.perf_counter()
-    bitstream, data, rate = encode_image(image, point, as_container=not as_standard, **options)
+    encoded = encode_image(image, point, as_container=not as_standard, **options)
     encode_ms = (time.perf_counter() - start) * 1e3
+    bitstream, data = encoded.bitstream, encoded.data
     codec = get_codec(point.codec)
-    quality = psnr(image, codec.decode(bitstream))
+    reconstruction = codec.decode_raw(data) if as_standard else decode_bytes(data, output)
+    if reconstruction.shape != image.shape:  # a resampled standard file: compare at its size
+        reconstruction = _resize(reconstruction, image.shape[1], image.shape[0])
+    quality = psnr(image, reconstruction[: image.shape[0], : image.shape[1]])
     write_atomic(output, data)
     raw_output = None
     if raw and not as_standard:
@@ -161,7 +213,8 @@ def encode_file(
         encode_ms=encode_ms,
         psnr_db=quality,
         raw_output=raw_output,
-        rate=rate,
+        rate=encoded.rate,
+        prepared=encoded.prepared,
     )
 
 
@@ -186,12 +239,7 @@ class Coded:
             raise IcmError(exc.problem, self.path) from None
         header = self.header
         if header is not None and image.shape[:2] != (header.height, header.width):
-            from PIL import Image
-
-            resized = Image.fromarray(image).resize(
-                (header.width, header.height), Image.Resampling.LANCZOS
-            )
-            image = np.asarray(resized)
+            image = _resize(image, header.width, header.height)
         return image
 
 
@@ -260,16 +308,38 @@ def describe_file(path: Path) -> dict[str, Any]:
 
 
 def _side_info(header: container.Header) -> dict[str, Any]:
+    return _side_info_of(header.resample, header.tags)
+
+
+def _side_info_of(
+    resample: container.Resample | None, tags: container.Tags | None
+) -> dict[str, Any]:
+    """JSON for the resampling and tags side information; tag ids get their label names when
+    icm ships the vocabulary."""
+    from icm.machines.vocabularies import vocabulary_labels
+
     info: dict[str, Any] = {}
-    if header.resample is not None:
+    if resample is not None:
         info["resample"] = {
-            "width": header.resample.width,
-            "height": header.resample.height,
-            "filter": header.resample.filter,
+            "width": resample.width,
+            "height": resample.height,
+            "filter": resample.filter,
         }
-    if header.tags is not None:
-        info["tags"] = {"vocabulary": header.tags.vocabulary, "ids": list(header.tags.ids)}
+    if tags is not None:
+        info["tags"] = {"vocabulary": tags.vocabulary, "ids": list(tags.ids)}
+        labels = vocabulary_labels(tags.vocabulary)
+        if labels is not None:
+            info["tags"]["labels"] = [
+                labels[i] if i < len(labels) else None for i in tags.ids
+            ]
     return info
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Lanczos, the filter the ``fit`` tool resamples with, so a round trip is symmetric."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))
 
 
 def _read(path: Path) -> bytes:

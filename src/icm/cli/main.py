@@ -96,14 +96,42 @@ def encode_command(
     option: Annotated[
         list[str] | None, typer.Option("-O", "--option", help="Encoder option KEY=VALUE.")
     ] = None,
+    for_machine: Annotated[
+        str | None,
+        typer.Option("--for", help="Code for this machine (e.g. classify, ocr:rapidocr): "
+                     "resample to what it reads and spend bits where it looks."),
+    ] = None,
+    importance: Annotated[
+        str | None,
+        typer.Option("--importance", help="Importance map: saliency, sensitivity[=MACHINE], "
+                     "text, clip-attention[=MODEL], prompt=TEXT, or none. Default with --for: "
+                     "the machine's own; without: none."),
+    ] = None,
+    strength: Annotated[
+        float | None,
+        typer.Option("--strength", help="Applier strength: max QP offset (delta-QP codecs) "
+                     "or blur sigma in px (prefilter).", min=0),
+    ] = None,
+    no_fit: Annotated[
+        bool, typer.Option("--no-fit", help="With --for: keep the full resolution.")
+    ] = False,
+    tags: Annotated[
+        int, typer.Option("--tags", help="Store this many semantic tags (label ids) from the "
+                          "machine (or the classifier) in the .icm header.", min=0)
+    ] = 0,
     max_pixels: MaxPixels = 100_000_000,
     as_json: JsonFlag = False,
 ) -> None:
-    """Encode an image (or every image in a folder) with a codec."""
+    """Encode an image (or every image in a folder) with a codec, optionally for a machine."""
+    from dataclasses import replace
+
     from icm.cli.views import encode_many, encode_one, parse_options
     from icm.codecs import parse_point
+    from icm.recipe import machine_tools
 
     point = parse_point(codec, bpp)
+    extra = machine_tools(for_machine, importance, strength, fit=not no_fit, tags=tags)
+    point = replace(point, tools=point.tools + extra)
     options = parse_options(option or [])
     if source.is_dir():
         code = encode_many(source, output, point, raw, max_pixels, options, as_json, out, err)

@@ -152,7 +152,8 @@ def _demo_row(codec, photo_name, image, bpp) -> dict[str, Any]:
 
     start = time.perf_counter()
     try:
-        bitstream, data, rate = encode_image(image, CodecPoint(codec.name, bpp=bpp))
+        encoded = encode_image(image, CodecPoint(codec.name, bpp=bpp))
+        bitstream, data, rate = encoded.bitstream, encoded.data, encoded.rate
     except IcmError as exc:
         return {"codec": codec.name, "image": photo_name, "error": exc.problem}
     encode_s = time.perf_counter() - start

@@ -12,7 +12,7 @@ re-scored without re-running the model.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -37,6 +37,26 @@ class InputProfile:
     resize: str = "native"
     max_pixels: int | None = None
     notes: str = ""
+
+    def fit(self, width: int, height: int) -> tuple[int, int]:
+        """The smallest size, same aspect, that still gives the model everything it reads.
+
+        A square ``size`` read through ``shorter-side+center-crop`` or ``stretch`` needs the
+        shorter side at ``size``; ``letterbox`` needs the longer side at ``size``; ``native``
+        needs every pixel up to ``max_pixels``. Never upscales.
+        """
+        scale = 1.0
+        if self.size is not None:
+            side_w, side_h = (self.size, self.size) if isinstance(self.size, int) else self.size
+            if self.resize == "letterbox":
+                scale = min(side_w / width, side_h / height)
+            else:
+                scale = max(side_w / width, side_h / height)
+        if self.max_pixels is not None:
+            scale = min(scale, (self.max_pixels / (width * height)) ** 0.5)
+        if scale >= 1.0:
+            return width, height
+        return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 @dataclass(frozen=True)
@@ -100,6 +120,28 @@ class Machine(ABC):
 
     def accuracy(self, output: Output, truth: Truth) -> Scores | None:
         """Score against ground truth when the image has it; None when the family has none."""
+        return None
+
+    # -- hooks for machine-aware coding (icm.importance, icm.recipe) -------------------------
+    def fit_size(self, image: np.ndarray) -> tuple[int, int]:
+        """(width, height) to resample ``image`` to before coding, losing nothing this machine
+        reads. Default: from the input profile; content-aware machines (OCR) override it."""
+        height, width = image.shape[:2]
+        return self.profile.fit(width, height)
+
+    def features(self) -> Callable[[Any], Any] | None:
+        """A differentiable torch function from a (1, 3, H, W) float RGB tensor in 0..255 at
+        any size to the features this machine decides from, or None when it has none (ncnn
+        and ONNX models). Feature-sensitivity importance maps differentiate through it."""
+        return None
+
+    def default_importance(self) -> str:
+        """The importance provider that serves this machine best (``--for`` uses it)."""
+        return "saliency"
+
+    def tag(self, image: np.ndarray, count: int) -> tuple[str, list[int]] | None:
+        """The ``count`` most likely labels as ``(vocabulary, ids)`` for the semantic side
+        channel, or None when this machine cannot tag."""
         return None
 
     def fingerprint(self) -> str:

@@ -28,11 +28,16 @@ from icm.image.datasets import Truth
 from icm.machines.base import InputProfile, Machine, MachineSpec, Output, Scores
 from icm.machines.registry import register_machine
 from icm.machines.scoring import kl_divergence
+from icm.machines.vocabularies import register_vocabulary
 
 TOP_K = 5
 
 
 # -- ImageNet labels ------------------------------------------------------------------------------
+#: the tags vocabulary name of the 1000 ImageNet-1k classes, in torchvision's order
+IMAGENET_VOCABULARY = "in1k"
+
+
 @cache
 def imagenet_classes() -> tuple[str, ...]:
     """The 1000 ImageNet-1k class names in the standard index order (torchvision's metadata)."""
@@ -49,6 +54,9 @@ def label_name(class_id: int) -> str:
 
 
 # -- the shared output and fidelity contract ------------------------------------------------------
+register_vocabulary(IMAGENET_VOCABULARY, imagenet_classes)
+
+
 def classification_output(probs: np.ndarray) -> Output:
     """A JSON-ready output from a 1000-way probability vector.
 
@@ -231,13 +239,18 @@ class EfficientNetLite(Classifier):
 
     def preprocess(self, rgb: np.ndarray) -> Any:
         import torch
+
+        x = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+        return self.preprocess_tensor(x)
+
+    def preprocess_tensor(self, x: Any) -> Any:
+        """(1, 3, H, W) float RGB in 0..255 -> the network's input; differentiable."""
         import torch.nn.functional as F
 
-        height, width = rgb.shape[:2]
+        height, width = x.shape[-2:]
         scale = self.size / min(height, width)
         new_h = max(self.size, round(height * scale))
         new_w = max(self.size, round(width * scale))
-        x = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
         x = F.interpolate(
             x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False
         )
@@ -253,6 +266,11 @@ class EfficientNetLite(Classifier):
             logits = model(self.preprocess(rgb))
             probs = torch.softmax(logits.double(), dim=1)[0]
         return probs.numpy()
+
+    def features(self) -> Any:
+        """The last convolutional feature map, before pooling: where the decision is made."""
+        model = self._load()
+        return lambda x: model.extract_features(self.preprocess_tensor(x))
 
     def fingerprint(self) -> str:
         return (
@@ -310,6 +328,18 @@ class ClassifyMachine(Machine):
 
     def accuracy(self, output: Output, truth: Truth) -> Scores | None:
         return classification_accuracy(output, truth)
+
+    def features(self) -> Any:
+        return getattr(self.backend, "features", lambda: None)()
+
+    def default_importance(self) -> str:
+        """Feature sensitivity for torch back-ends; model-free saliency for the ncnn one."""
+        return f"sensitivity={self.name}" if hasattr(self.backend, "features") else "saliency"
+
+    def tag(self, image: np.ndarray, count: int) -> tuple[str, list[int]] | None:
+        """Top-``count`` ImageNet class ids (vocabulary ``in1k``: 1000 ids, 10 bits each)."""
+        order = np.argsort(-self.backend.probabilities(image), kind="stable")
+        return IMAGENET_VOCABULARY, [int(i) for i in order[:count]]
 
     def fingerprint(self) -> str:
         return self.backend.fingerprint()

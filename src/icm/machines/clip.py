@@ -327,6 +327,11 @@ class ClipMachine(Machine):
             scores["zeroshot_correct"] = float(output["zeroshot"]["label"] in truth.labels)
         return scores or None
 
+    def default_importance(self) -> str:
+        """CoTAM's shallow-attention map of this very model."""
+        model = f"{self.spec.model}@{self.spec.variant}" if self.spec.variant else self.spec.model
+        return f"clip-attention={model}"
+
     # -- provenance ---------------------------------------------------------------------------
     def fingerprint(self) -> str:
         """Name, the identity of local weights, and the prompt; not the dataset's label set,

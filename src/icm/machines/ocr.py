@@ -222,6 +222,10 @@ class TesseractEngine(OcrEngine):
 ENGINES: dict[str, type[OcrEngine]] = {"rapidocr": RapidOcrEngine, "tesseract": TesseractEngine}
 
 
+#: the text-line height (px) that ``fit`` keeps; measured in benchmarks/machine_aware.py
+LEGIBLE_LINE_PX = 24
+
+
 # -- the machine ----------------------------------------------------------------------------------
 @register_machine("ocr:rapidocr", "ocr:tesseract")
 class OcrMachine(Machine):
@@ -287,6 +291,24 @@ class OcrMachine(Machine):
             "cer": error,
             "text_accuracy_nospace": text_agreement(_squeeze(text), _squeeze(reference)),
         }
+
+    def default_importance(self) -> str:
+        return "text"
+
+    def fit_size(self, image: np.ndarray) -> tuple[int, int]:
+        """Downscale only as far as keeps the median text line ``LEGIBLE_LINE_PX`` tall.
+
+        OCR reads at native resolution, so the profile alone allows no resampling; but text
+        printed larger than the recogniser needs (PP-OCR reads line crops 48 px tall) carries
+        pixels it never uses. Line heights come from reading the image once.
+        """
+        height, width = image.shape[:2]
+        lines = self.predict([image])[0]["lines"]
+        heights = [_extent(line["box"])[3] - _extent(line["box"])[1] for line in lines]
+        if not heights:
+            return width, height
+        scale = min(1.0, LEGIBLE_LINE_PX / float(np.median(heights)))
+        return max(1, round(width * scale)), max(1, round(height * scale))
 
     def fingerprint(self) -> str:
         return (f"{self.name}|{self.engine.fingerprint()}|native|rows: centre within half a "

@@ -37,7 +37,11 @@ def register_machine(*examples: str):
 
 
 def parse_machine(text: str) -> MachineSpec:
-    family, sep, rest = text.strip().partition(":")
+    """``family:model[@variant]``; a bare family (``classify``) means its first known model."""
+    text = text.strip()
+    if ":" not in text and KNOWN_MODELS.get(text.lower()):
+        text = KNOWN_MODELS[text.lower()][0]
+    family, sep, rest = text.partition(":")
     if not sep or not family or not rest:
         raise UnknownMachineError(
             f"machine {text!r} is not family:model (e.g. classify:efficientnet-lite0); "
