@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from icm.errors import IcmError
 from icm.metrics import BDWarning, bd_metric, bd_rate
 
 
@@ -87,13 +88,15 @@ class _Grid:
     accuracy: list[float | None]  # mean ground-truth accuracy per point, over all images
 
     @classmethod
-    def of(cls, rows: list[dict[str, Any]], machine: str) -> _Grid:
+    def of(cls, rows: list[dict[str, Any]], machine: str, metric: str | None = None) -> _Grid:
+        """``metric`` picks a fidelity score other than the machine's primary (e.g. the
+        smoother ``top5_overlap`` where ``top1`` moves in whole-image steps)."""
         _, complete = complete_points(current_rows(rows, machine))
         points = list(complete)
         groups = [complete[p] for p in points]
 
         def matrix(key: str) -> np.ndarray:
-            return np.array([[r[key] for r in g] for g in groups], dtype=float).reshape(
+            return np.array([[_score(r, key) for r in g] for g in groups], dtype=float).reshape(
                 len(groups), -1)
 
         accuracy = []
@@ -101,7 +104,8 @@ class _Grid:
             known = [a for a in (_accuracy(row) for row in group) if a is not None]
             accuracy.append(float(np.mean(known)) if known else None)
         return cls(points, [g[0]["codec"] for g in groups], matrix("bpp"),
-                   matrix("primary_value"), matrix("psnr"), accuracy)
+                   matrix(f"fidelity:{metric}" if metric else "primary_value"), matrix("psnr"),
+                   accuracy)
 
     @property
     def image_count(self) -> int:
@@ -122,6 +126,18 @@ class _Grid:
         return {codec: sorted(pts, key=lambda p: p.bpp) for codec, pts in result.items()}
 
 
+def _score(row: dict[str, Any], key: str) -> float:
+    """A row column, or ``fidelity:<name>`` for one score of its fidelity record."""
+    if key.startswith("fidelity:"):
+        name = key.partition(":")[2]
+        scores = json.loads(row["fidelity_json"])
+        if name not in scores:
+            raise IcmError(f"machine {row['machine']} has no fidelity score {name!r} "
+                           f"(it has {', '.join(scores)})")
+        return float(scores[name])
+    return float(row[key])
+
+
 def curves(rows: list[dict[str, Any]], machine: str) -> dict[str, list[CurvePoint]]:
     """Per codec, the mean (bpp, primary fidelity) of each complete point over the images."""
     return _Grid.of(rows, machine).curves()
@@ -136,7 +152,7 @@ def _accuracy(row: dict[str, Any]) -> float | None:
 
 
 def bd_table(rows: list[dict[str, Any]], anchor: str, *, bootstrap: int = 200,
-             seed: int = 0) -> list[BDEntry]:
+             seed: int = 0, metric: str | None = None) -> list[BDEntry]:
     """BD-rate and BD-metric of every codec against ``anchor``, per machine.
 
     With ``bootstrap`` > 0 each value gets a 90% interval from resampling the images with
@@ -145,7 +161,7 @@ def bd_table(rows: list[dict[str, Any]], anchor: str, *, bootstrap: int = 200,
     """
     table = []
     for machine in machines_in(rows):
-        grid = _Grid.of(rows, machine)
+        grid = _Grid.of(rows, machine, metric)
         per_codec = grid.curves()
         base = per_codec.get(anchor)
         samples = _resamples(grid.image_count, bootstrap, seed)

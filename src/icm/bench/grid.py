@@ -1,7 +1,8 @@
 """Planning the grid: images x codec points x machines, minus what the ledger already has.
 
-A codec point is a fixed level (``jpeg@q30``) or a bpp target (``hevc@0.1bpp``). Bare codec
-names expand to explicit ``--levels``, to ``--bpp`` targets, or to the codec's own ladder. Each
+A codec point is a fixed level (``jpeg@q30``) or a bpp target (``hevc@0.1bpp``), optionally
+with machine-aware tools (``hevc-kvazaar+saliency@qp37``). Bare codec names (with or without
+tools) expand to explicit ``--levels``, to ``--bpp`` targets, or to the codec's own ladder. Each
 machine reads only the image kinds it is meant for (OCR reads documents).
 """
 
@@ -11,8 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from icm.codecs import CODECS, CodecPoint, get_codec, parse_point
+from icm.codecs.point import split_level
 from icm.errors import IcmError
 from icm.machines import MACHINES, Machine, get_machine, parse_machine
+from icm.recipe import recipe_for
 
 DEFAULT_CODECS = ("jpeg", "webp", "avif", "hevc", "vvc")
 DEFAULT_MACHINES = ("classify:efficientnet-lite0", "ocr:rapidocr", "detect:nanodet")
@@ -28,16 +31,21 @@ def expand_points(
         raise IcmError("give --levels or --bpp, not both")
     points: dict[str, CodecPoint] = {}
     for item in codecs:
-        if "@" in item:
+        head, level = split_level(item)
+        if level:
             expanded = [parse_point(item)]
         else:
-            codec = get_codec(item)  # unknown or unavailable codecs fail here, once
+            name, *tools = (part.strip() for part in head.split("+"))
+            codec = get_codec(name)  # unknown or unavailable codecs fail here, once
+            tool_list = tuple(tools)
             if bpps:
-                expanded = [CodecPoint(codec.name, bpp=b) for b in bpps]
+                expanded = [CodecPoint(codec.name, bpp=b, tools=tool_list) for b in bpps]
             else:
                 for level in levels:
                     codec.knob.parse(level, codec.name)
-                expanded = [CodecPoint(codec.name, level=lv) for lv in levels or codec.ladder]
+                expanded = [CodecPoint(codec.name, level=lv, tools=tool_list)
+                            for lv in levels or codec.ladder]
+        recipe_for(expanded[0].tools)  # unknown tools fail here, before any work
         for point in expanded:
             get_codec(point.codec)
             if point.level is not None:

@@ -44,6 +44,7 @@ from icm.bench.analysis import (
 from icm.bench.ledger import Ledger, ResultRow
 from icm.bench.runner import ledger_path
 from icm.bench.worker import cache_path
+from icm.codecs import parse_point
 from icm.coding import read_coded
 from icm.errors import IcmError
 from icm.fileio import write_atomic
@@ -233,7 +234,7 @@ def _summary(run: _RunData, anchor: str) -> list[Block]:
     rows = run.results
     kinds = Counter(row["kind"] for row in run.images.values())
     points = dict.fromkeys(row["point"] for row in rows)
-    per_codec = Counter(p.partition("@")[0] for p in points)
+    per_codec = Counter(parse_point(p).curve for p in points)
     machines = machines_in(rows)
     primaries = {row["machine"]: row["primary_name"] for row in rows}
     read = {row["image_sha"] for row in rows}

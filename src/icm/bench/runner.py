@@ -24,10 +24,10 @@ from icm.bench.worker import (
     WorkerSetup,
     cache_key,
     codec_unit,
+    coding_version,
     init_worker,
     pristine_unit,
 )
-from icm.codecs import get_codec
 from icm.errors import BadImageError, IcmError
 from icm.image import DEFAULT_MAX_PIXELS
 from icm.image.datasets import Dataset, content_hash, open_dataset
@@ -150,6 +150,7 @@ class _Plan:
     def __init__(self, images, points, machines, ledger: Ledger) -> None:
         self.images, self.points, self.machines, self.ledger = images, points, machines, ledger
         self.fingerprints = {m.name: m.fingerprint() for m in machines}  # once, not per row
+        self.versions = {str(p): coding_version(p) for p in points}
         done = ledger.done_keys()
         self.pristine_todo = [
             (index, machine.name)
@@ -161,15 +162,15 @@ class _Plan:
         self.units: list[tuple[int, str, dict[str, tuple[str, ...]]]] = []
         for index, (image, sha) in enumerate(images):
             readers = [m for m in machines if image.kind in m.kinds]
-            for codec in dict.fromkeys(p.codec for p in points):
+            for curve in dict.fromkeys(p.curve for p in points):
                 pending = {}
-                for point in (p for p in points if p.codec == codec):
+                for point in (p for p in points if p.curve == curve):
                     names = tuple(m.name for m in readers
                                   if (sha, str(point), self.fingerprints[m.name]) not in done)
                     if names:
                         pending[str(point)] = names
                 if pending:
-                    self.units.append((index, codec, pending))
+                    self.units.append((index, curve, pending))
 
     def unit_count(self) -> int:
         return len(self.pristine_todo) + len(self.units)
@@ -178,7 +179,7 @@ class _Plan:
         return sum(len(names) for _, _, pending in self.units for names in pending.values())
 
     def job(self, unit) -> CodecJob:
-        index, codec, pending = unit
+        index, _curve, pending = unit
         image, sha = self.images[index]
         points = tuple(p for p in self.points if str(p) in pending)
         pristine = {}
@@ -188,10 +189,9 @@ class _Plan:
                 pristine[name] = output
         pending = {point: tuple(n for n in names if n in pristine)
                    for point, names in pending.items()}
-        version = get_codec(codec).library_version()
         cached = {}
         for point in points:
-            row = self.ledger.bitstream(cache_key(sha, point, version))
+            row = self.ledger.bitstream(cache_key(sha, point, self.versions[str(point)]))
             if row is not None:
                 cached[str(point)] = row
         return CodecJob(image, sha, points, pending, pristine, cached)

@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from icm import container
 from icm.bench.ledger import BitstreamRow, PristineRow, ResultRow
-from icm.codecs import CodecPoint, get_codec
-from icm.coding import encode_image
+from icm.codecs import CodecPoint, get_codec, parse_point
+from icm.coding import decode_bytes, encode_image
 from icm.errors import IcmError
 from icm.fileio import write_atomic
 from icm.image.datasets import DatasetImage, Truth
 from icm.machines import Machine, get_machine
 from icm.metrics import psnr
+from icm.recipe import recipe_for
 
 
 @dataclass(frozen=True)
@@ -129,23 +129,23 @@ def codec_unit(job: CodecJob) -> CodecJobResult:
 
 def _code_point(pixels, point, image_sha, cached: BitstreamRow | None):
     """Decode the cached bitstream, or encode now and cache it; return (decoded, row)."""
-    codec = get_codec(point.codec)
-    key = cache_key(image_sha, point, codec.library_version())
+    version = coding_version(point)
+    key = cache_key(image_sha, point, version)
     path = cache_path(Path(_state["setup"].cache_dir), key)
     if cached is not None and path.exists():
-        header, payload = container.unpack(path.read_bytes(), path)
-        return codec.decode(container.bitstream_from(header, payload)), cached
+        return decode_bytes(path.read_bytes(), path), cached
     start = time.perf_counter()
-    bitstream, data, _ = encode_image(pixels, point)
+    encoded = encode_image(pixels, point)  # the tools' maps and models count in encode time
     encode_ms = (time.perf_counter() - start) * 1e3
+    bitstream, data = encoded.bitstream, encoded.data
     start = time.perf_counter()
-    image = codec.decode(bitstream)
+    image = decode_bytes(data)
     decode_ms = (time.perf_counter() - start) * 1e3
     write_atomic(path, data)
     row = BitstreamRow(
         cache_key=key, image_sha=image_sha, point=str(point), level=bitstream.level,
         bytes=len(data), payload_bytes=len(bitstream.data), psnr=psnr(pixels, image),
-        encode_ms=encode_ms, decode_ms=decode_ms, codec_version=codec.library_version(),
+        encode_ms=encode_ms, decode_ms=decode_ms, codec_version=version,
         created_at=time.time(),
     )
     return image, row
@@ -176,7 +176,7 @@ def _read_decoded(job: CodecJob, decoded, coded) -> tuple[list[ResultRow], float
             rows.append(ResultRow(
                 image_sha=job.image_sha, point=point, fingerprint=model.fingerprint(),
                 image_id=job.image.id, kind=job.image.kind, machine=name,
-                codec=point.partition("@")[0], level=bitstream.level, target_bpp=target,
+                codec=_curve(point), level=bitstream.level, target_bpp=target,
                 bytes=bitstream.bytes, bpp=8 * bitstream.bytes / pixels, psnr=bitstream.psnr,
                 primary_name=model.primary, primary_value=float(fidelity[model.primary]),
                 fidelity_json=json.dumps(fidelity), accuracy_json=json.dumps(accuracy)
@@ -187,6 +187,17 @@ def _read_decoded(job: CodecJob, decoded, coded) -> tuple[list[ResultRow], float
                 cache_key=bitstream.cache_key, created_at=time.time(),
             ))
     return rows, predict_total
+
+
+def coding_version(point: CodecPoint) -> str:
+    """The encoder's version, plus the fingerprint of the point's tools (their models and
+    weights), so a changed importance model never reuses a stale bitstream."""
+    version = get_codec(point.codec).library_version()
+    return f"{version}|{recipe_for(point.tools).fingerprint()}" if point.tools else version
+
+
+def _curve(point: str) -> str:
+    return parse_point(point).curve
 
 
 def cache_key(image_sha: str, point: CodecPoint, codec_version: str) -> str:
