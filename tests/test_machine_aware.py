@@ -83,7 +83,7 @@ def test_delta_qp_hevc_opens_in_a_stock_decoder(photo, tmp_path):
     assert encoded.bitstream.params["delta_qp"].startswith("12x8 ")
     path = tmp_path / "aware.265"
     path.write_bytes(encoded.data)
-    with av.open(str(path)) as stream:  # FFmpeg's own demuxer and decoder, no icm code
+    with av.open(str(path), format="hevc") as stream:  # FFmpeg's own demuxer and decoder
         frame = next(stream.decode(video=0))
     assert (frame.height, frame.width) == photo.shape[:2]
 
@@ -153,3 +153,15 @@ def test_bad_importance_on_the_command_line_is_one_line(monkeypatch, capsys, png
     code, _, err = icm(monkeypatch, capsys, "encode", png, "-c", "jpeg@q50", "--for", "nope:x",
                        "-o", tmp_path / "x.icm")
     assert_one_line_error(code, err, "nope")
+
+
+def test_importance_command_writes_an_overlay_and_numbers(monkeypatch, capsys, png, tmp_path):
+    out = tmp_path / "map.png"
+    code, stdout, _ = icm(monkeypatch, capsys, "importance", png, "-o", out, "--json")
+    assert code == 0
+    record = json.loads(stdout)
+    assert record["provider"] == "saliency" and record["grid"] == "12x8"
+    assert np.array(record["values"]).shape == (8, 12)
+    assert Image.open(out).size == (192, 128)
+    code, _, err = icm(monkeypatch, capsys, "importance", png, "-o", png)
+    assert_one_line_error(code, err, "photo.png")

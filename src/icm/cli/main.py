@@ -139,6 +139,37 @@ def encode_command(
     encode_one(source, output, point, raw, max_pixels, options, as_json, out)
 
 
+@app.command("importance")
+def importance_command(
+    source: Annotated[Path, typer.Argument(help="Image file.")],
+    provider: Annotated[
+        str | None,
+        typer.Option("-p", "--importance", help="Provider: saliency (default), "
+                     "sensitivity[=MACHINE], text, clip-attention[=MODEL], prompt=TEXT."),
+    ] = None,
+    for_machine: Annotated[
+        str | None, typer.Option("--for", help="Use this machine's own provider.")
+    ] = None,
+    block: Annotated[int, typer.Option("--block", help="Block side in pixels.", min=1)] = 16,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Overlay PNG to write (default: IMAGE.map.png)."),
+    ] = None,
+    max_pixels: MaxPixels = 100_000_000,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show where a machine looks: an importance map, as an overlay image and numbers."""
+    from icm.cli.views import importance_map
+
+    record = importance_map(source, provider, for_machine, block, output, max_pixels)
+    if as_json:
+        emit_json(record)
+        return
+    out.print(f"{record['input']} -> {record['output']}  {record['provider']}  "
+              f"{record['grid']} blocks of {record['block']} px  mean {record['mean']:.3f}  "
+              f"{record['compute_ms']:.0f} ms")
+
+
 @app.command("decode")
 def decode_command(
     source: Annotated[Path, typer.Argument(help=".icm file or standard bitstream (.265...).")],

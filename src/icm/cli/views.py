@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -189,3 +190,49 @@ def demo_table(rows: list[dict[str, Any]], bpp: float) -> Table:
             f"{row['psnr_db']:.2f}", f"{row['ms_ssim']:.4f}", f"{row['decode_ms']:.1f}",
         )
     return table
+
+
+def importance_map(
+    source: Path,
+    provider: str | None,
+    for_machine: str | None,
+    block: int,
+    output: Path | None,
+    max_pixels: int,
+) -> dict[str, Any]:
+    """Compute a map and write it over the image as a heat overlay (red = keep bits)."""
+    import time
+
+    from icm.fileio import refuse_overwriting_input, write_atomic
+    from icm.image import load_image
+    from icm.importance import get_importance
+    from icm.machines import get_machine
+
+    if provider is None:
+        provider = get_machine(for_machine).default_importance() if for_machine else "saliency"
+    output = output or source.with_suffix(".map.png")
+    refuse_overwriting_input(source, output)
+    image = load_image(source, max_pixels=max_pixels)
+    start = time.perf_counter()
+    importance = get_importance(provider).compute(image, block)
+    compute_ms = (time.perf_counter() - start) * 1e3
+    write_atomic(output, _png_bytes(overlay(image, importance.to_pixels())))
+    return {"input": str(source), "output": str(output), "compute_ms": compute_ms,
+            **importance.describe(), "values": np.round(importance.values, 3).tolist()}
+
+
+def overlay(image: np.ndarray, dense: np.ndarray) -> np.ndarray:
+    """The image in grey, tinted from blue (no bits needed) to red (keep every bit)."""
+    grey = image.astype(np.float32).mean(axis=2, keepdims=True)
+    heat = np.stack([dense, 0.25 * np.ones_like(dense), 1.0 - dense], axis=2) * 255.0
+    return np.clip(0.55 * grey + 0.45 * heat, 0, 255).astype(np.uint8)
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()

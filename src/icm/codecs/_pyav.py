@@ -9,13 +9,32 @@ explicitly so encode and decode always agree; it is also what FFmpeg's swscale p
 for untagged video, so the ffmpeg-binary codecs convert the same way. The PyAV encoders tag the
 stream's VUI / sequence header with it too, so any other decoder reads the colours right.
 
+Region offsets (x264 and x265 in CRF mode): a delta-QP block map becomes a list of
+:class:`Region` rectangles (:func:`delta_qp_regions`) that :func:`pyav_encode` attaches to the
+frame as ``AV_FRAME_DATA_REGIONS_OF_INTEREST`` side data, through a PyAV filter graph of
+``addroi`` filters; FFmpeg's libx264 / libx265 wrappers turn that side data into the encoder's
+per-16x16-block ``quant_offsets`` / ``quantOffsets``. The wrappers' rules, which the regions are
+built around: a rectangle is widened outwards to whole 16x16 blocks, the first region listed
+wins where regions overlap, blocks outside every region get offset 0, and a region's
+``qoffset`` (a rational in [-1, 1]) is multiplied by the encoder's QP range, 51 + 6 * (bit
+depth - 8), to give the block's QP offset. So :func:`delta_qp_regions` resamples the map to the
+16x16 block grid (each block takes the rounded mean of the map over its pixels), merges equal
+neighbours into rectangles aligned to that grid, and emits only the blocks that differ from the
+map's most common value, followed by one whole-frame region for that value when it is not 0.
+The chain is bounded by :data:`MAX_REGIONS` (2048): a map that would need more is resampled
+onto 32x32, 64x64... blocks until it fits (addroi copies the region list once per filter, so a
+chain of n costs O(n^2): about 25 ms at 1000 regions, 0.5 s at 4000). A 768x512 picture has
+1536 blocks, so it is never coarsened; a smooth 32x32 importance map on it takes about 150
+regions, a random one about 1100 (building that graph: about 40 ms).
+
 PyAV is imported inside the functions: a missing PyAV disables only these codecs.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -29,6 +48,9 @@ YUV_FORMATS = {("420", 8): "yuv420p", ("444", 8): "yuv444p",
 #: x264 and x265 share their preset names (kvazaar accepts the same)
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow", "placebo")  # fmt: skip
+#: x264 / x265 in CRF mode read region offsets only with adaptive quantisation on, and turn it
+#: off at strength 0: this strength keeps it on while its own offsets (< 0.05 QP) round away
+X26X_CRF_AQ = "aq-mode=1:aq-strength=0.001"
 
 COLORSPACE = "ITU601"
 COLOR_RANGE = "MPEG"
@@ -51,6 +73,16 @@ def pyav_unavailable(*codecs: tuple[str, str]) -> str | None:
     return None
 
 
+def pyav_filter_unavailable(*filters: str) -> str | None:
+    """None when PyAV's libavfilter has every filter in ``filters``, else a short reason."""
+    try:
+        import av.filter
+    except ImportError:
+        return "PyAV is not installed"
+    missing = [name for name in filters if name not in av.filter.filters_available]
+    return f"this PyAV build has no {', '.join(missing)} filter" if missing else None
+
+
 def pyav_version() -> str:
     """``'libavcodec 62.28.102, PyAV 18.1.0'``."""
     import av
@@ -71,11 +103,19 @@ def pad_to_at_least(rgb: np.ndarray, min_height: int, min_width: int) -> np.ndar
     return np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
 
 
-def pyav_encode(rgb: np.ndarray, encoder: str, pix_fmt: str, options: Mapping[str, str]) -> bytes:
+def pyav_encode(
+    rgb: np.ndarray,
+    encoder: str,
+    pix_fmt: str,
+    options: Mapping[str, str],
+    regions: Sequence[Region] = (),
+) -> bytes:
     """Encode one RGB frame as one intra picture; return the raw elementary bitstream.
 
     ``options`` are the encoder's AVOptions (``{"x265-params": "qp=30", "preset": "slow"}``).
-    The encoder is flushed, so encoders with a look-ahead still emit the frame.
+    ``regions`` are attached to the frame as region-of-interest side data (see the module
+    docstring); with none the frame goes to the encoder untouched. The encoder is flushed, so
+    encoders with a look-ahead still emit the frame.
     """
     import av
 
@@ -90,6 +130,8 @@ def pyav_encode(rgb: np.ndarray, encoder: str, pix_fmt: str, options: Mapping[st
     context.options = dict(options)
     frame = to_yuv(rgb, pix_fmt)
     frame.pts = 0
+    if regions:
+        frame = add_regions(frame, regions)
     try:
         packets = [*context.encode(frame), *context.encode(None)]
     except av.error.FFmpegError as exc:
@@ -98,6 +140,165 @@ def pyav_encode(rgb: np.ndarray, encoder: str, pix_fmt: str, options: Mapping[st
     if not data:
         raise IcmError(f"{encoder} produced no bitstream for a {width}x{height} frame")
     return data
+
+
+#: the block side of x264's macroblocks and of libx265.c's quantOffsets grid (x265 qg-size >= 16)
+ROI_BLOCK = 16
+#: the most addroi regions one frame gets (see the module docstring)
+MAX_REGIONS = 2048
+
+
+@dataclass(frozen=True)
+class Region:
+    """One ``addroi`` rectangle, in pixels, and its ``qoffset`` (fraction of the QP range)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    qoffset: Fraction
+
+    def filter_args(self) -> str:
+        """``addroi``'s arguments; the qoffset goes as an exact ``num/den``."""
+        offset = f"{self.qoffset.numerator}/{self.qoffset.denominator}"
+        return f"x={self.x}:y={self.y}:w={self.width}:h={self.height}:qoffset={offset}"
+
+
+def delta_qp_regions(
+    delta_qp: np.ndarray,
+    width: int,
+    height: int,
+    qp_range: int,
+    *,
+    block: int = ROI_BLOCK,
+    max_regions: int = MAX_REGIONS,
+) -> list[Region]:
+    """The ``addroi`` regions that code each block of a ``width x height`` frame at ``+delta``.
+
+    ``delta_qp`` (rows x cols of ints, any grid size) is scaled to the frame, and each
+    ``block`` square takes its area-weighted mean, rounded (the cell's value when the block
+    lies in one cell, as it does when the grid divides the frame into multiples of 16 pixels).
+    ``qp_range`` is the encoder wrapper's multiplier for ``qoffset`` (51 + 6 * (bit depth - 8)
+    for x264 and x265), so ``qoffset = delta / qp_range``; deltas must lie within
+    +-``qp_range``. The most common block value is the background: 0 gets no region at all (an
+    all-zero map gives an empty list), anything else one whole-frame region listed last, which
+    the regions before it override. The rest are merged into rectangles (runs along rows, then
+    equal runs down columns). More than ``max_regions`` and the block side doubles until the
+    list fits.
+    """
+    grid = np.asarray(delta_qp, dtype=np.int64)
+    if grid.ndim != 2 or grid.size == 0:
+        raise ValueError("a delta-QP map is a non-empty 2-D array")
+    if np.abs(grid).max() > qp_range:
+        raise ValueError(f"delta-QP values must lie within +-{qp_range}")
+    while True:
+        blocks = _block_means(grid, width, height, block)
+        background = _most_common(blocks)
+        rectangles = _merge_rectangles(blocks, background)
+        if len(rectangles) + (background != 0) <= max_regions or block >= max(width, height):
+            break
+        block *= 2
+    regions = [
+        Region(
+            x0 * block,
+            y0 * block,
+            min(x1 * block, width) - x0 * block,
+            min(y1 * block, height) - y0 * block,
+            Fraction(value, qp_range),
+        )
+        for x0, y0, x1, y1, value in rectangles
+    ]
+    if background:
+        regions.append(Region(0, 0, width, height, Fraction(background, qp_range)))
+    return regions
+
+
+def x26x_regions(
+    delta_qp: np.ndarray, width: int, height: int, crf: int, bit_depth: int, lowest_qp: int
+) -> list[Region]:
+    """x264 / x265 regions that code each block at QP ``crf + delta`` (a picture coded at crf).
+
+    Both wrappers scale ``qoffset`` by 51 + 6 * (bit depth - 8), so ``qoffset = delta / 51``
+    at 8 bits and ``delta / 63`` at 10. Block QPs are clipped to ``lowest_qp..51`` first (the
+    range the encoder clamps to anyway), so a delta beyond it costs no region of its own.
+    """
+    grid = np.clip(np.asarray(delta_qp, dtype=np.int64), lowest_qp - crf, 51 - crf)
+    return delta_qp_regions(grid, width, height, 51 + 6 * (bit_depth - 8))
+
+
+def _block_means(grid: np.ndarray, width: int, height: int, block: int) -> np.ndarray:
+    """Each ``block`` square's area-weighted mean of the map scaled to the frame, rounded.
+
+    Map cell ``(r, c)`` covers the pixels ``y * rows // height == r``, ``x * cols // width ==
+    c``; a block inside one cell takes its value exactly, one across a cell edge a rounded
+    (half up) mix, and a map finer than the blocks is averaged rather than aliased.
+    """
+
+    def weights(size: int, count: int) -> np.ndarray:  # (blocks, cells): pixels in common
+        table = np.zeros((-(-size // block), count))
+        pixels = np.arange(size)
+        np.add.at(table, (pixels // block, pixels * count // size), 1.0)
+        return table
+
+    down, across = weights(height, grid.shape[0]), weights(width, grid.shape[1])
+    area = down.sum(axis=1)[:, None] * across.sum(axis=1)[None, :]
+    return np.floor(down @ grid @ across.T / area + 0.5).astype(np.int64)
+
+
+def _most_common(blocks: np.ndarray) -> int:
+    """The most common value; 0 when it ties for most common, else the lowest of the tied."""
+    values, counts = np.unique(blocks, return_counts=True)
+    if counts[values == 0].sum() == counts.max():
+        return 0
+    return int(values[counts.argmax()])
+
+
+def _merge_rectangles(blocks: np.ndarray, background: int) -> list[tuple[int, int, int, int, int]]:
+    """Rectangles covering each block not equal to ``background`` exactly once.
+
+    ``(x0, y0, x1, y1, value)`` in blocks, ends excluded: runs of equal values along each row,
+    stacked while the rows below repeat the same run; listed top to bottom, left to right.
+    """
+    rows, cols = blocks.shape
+    open_runs: dict[tuple[int, int, int], int] = {}  # (x0, x1, value) -> first row
+    rectangles = []
+    for y in range(rows + 1):
+        runs = set()
+        if y < rows:
+            row = blocks[y].tolist()
+            x = 0
+            while x < cols:
+                end = x + 1
+                while end < cols and row[end] == row[x]:
+                    end += 1
+                if row[x] != background:
+                    runs.add((x, end, row[x]))
+                x = end
+        for run in [run for run in open_runs if run not in runs]:
+            x0, x1, value = run
+            rectangles.append((x0, open_runs.pop(run), x1, y, value))
+        for run in runs:
+            open_runs.setdefault(run, y)
+    return sorted(rectangles, key=lambda r: (r[1], r[0]))
+
+
+def add_regions(frame, regions: Sequence[Region]):
+    """``frame`` with ``regions`` as ROI side data, from a chain of ``addroi`` filters."""
+    import av.filter
+
+    graph = av.filter.Graph()
+    node = graph.add_buffer(
+        width=frame.width, height=frame.height, format=frame.format.name, time_base=Fraction(1, 25)
+    )
+    for region in regions:
+        roi = graph.add("addroi", region.filter_args())
+        node.link_to(roi)
+        node = roi
+    sink = graph.add("buffersink")
+    node.link_to(sink)
+    graph.configure()
+    graph.push(frame)
+    return graph.pull()
 
 
 def pyav_decode(data: bytes, decoder: str) -> np.ndarray:

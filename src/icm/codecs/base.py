@@ -236,7 +236,9 @@ class Codec(ABC):
 
     def _check_delta_qp(self, delta_qp: np.ndarray, options: Mapping[str, Any]) -> np.ndarray:
         if not self.takes_delta_qp(options):
-            raise UnknownCodecError(f"{self.name} does not take a delta-QP map (hevc-kvazaar does)")
+            raise UnknownCodecError(
+                f"{self.name} does not take a delta-QP map (hevc-kvazaar, hevc-crf, avc-crf do)"
+            )
         grid = np.asarray(delta_qp)
         if grid.ndim != 2 or grid.size == 0 or not np.issubdtype(grid.dtype, np.integer):
             raise UnknownCodecError(f"{self.name}: delta-QP map must be a non-empty 2-D int array")
