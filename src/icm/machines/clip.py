@@ -237,6 +237,23 @@ class ClipMachine(Machine):
             outputs.extend(self._outputs(model, features))
         return outputs
 
+    # -- the loaded model, for importance providers (icm.importance.providers.clip) ----------
+    def model(self) -> Any:
+        """The loaded open_clip model (eval mode, on this machine's device)."""
+        return self._load()
+
+    def image_input(self, image: np.ndarray) -> Any:
+        """The (1, 3, S, S) tensor this machine feeds the model for ``image``."""
+        from PIL import Image
+
+        self._load()
+        batch = self._preprocess(Image.fromarray(np.ascontiguousarray(image)))
+        return batch.unsqueeze(0).to(self._device)
+
+    def text_features(self, texts: Sequence[str]) -> Any:
+        """Unit-norm text embeddings (CPU), cached per tuple of texts."""
+        return self._encode_texts(self._load(), tuple(texts))
+
     def _encode_images(self, model: Any, images: Sequence[np.ndarray]) -> Any:
         import torch
         from PIL import Image

@@ -99,7 +99,7 @@ class _ClipProvider(ImportanceProvider):
         """The loaded model's image tower, refused unless it is an open_clip ViT."""
         machine = self._clip()
         try:
-            model = machine._load()
+            model = machine.model()
         except IcmError as exc:
             raise UnknownImportanceError(f"importance {self.full_name!r}: {exc}") from exc
         visual = model.visual
@@ -112,11 +112,7 @@ class _ClipProvider(ImportanceProvider):
 
     def _input(self, image: np.ndarray) -> Any:
         """The (1, 3, S, S) tensor the clip machine itself would feed the model."""
-        from PIL import Image
-
-        machine = self._clip()
-        batch = machine._preprocess(Image.fromarray(np.ascontiguousarray(image)))
-        return batch.unsqueeze(0).to(machine._device)
+        return self._clip().image_input(image)
 
     def _finish(
         self, grid: np.ndarray, image: np.ndarray, visual: Any, block: int
@@ -204,20 +200,15 @@ class PromptProvider(_ClipProvider):
             patches = visual.ln_post(captured[0][0]) @ visual.proj
         rows, cols = visual.grid_size
         patches = torch.nn.functional.normalize(patches[-rows * cols :].float(), dim=-1)
-        cosine = (patches @ self._text()).cpu().numpy().reshape(rows, cols)
+        cosine = (patches @ self._text().to(patches.device)).cpu().numpy().reshape(rows, cols)
         return self._finish(np.maximum(cosine - cosine.mean(), 0.0), image, visual, block)
 
     def _text(self) -> Any:
         """The prompt's unit text embedding, encoded once per provider."""
-        import torch
 
         if self._text_embedding is None:
-            self._visual()  # loads the model and tokenizer
-            machine = self._clip()
-            with torch.no_grad():
-                tokens = machine._tokenizer([self.text]).to(machine._device)
-                embedding = machine._model.encode_text(tokens)[0].float()
-            self._text_embedding = torch.nn.functional.normalize(embedding, dim=-1)
+            self._visual()  # refuses non-ViT towers before any text work
+            self._text_embedding = self._clip().text_features([self.text])[0]
         return self._text_embedding
 
 
