@@ -70,6 +70,21 @@ def test_rerunning_a_finished_grid_does_no_work(photo_folder, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (out / "cache").rglob("*.icm")} == cache
 
 
+def test_a_stale_bitstream_is_recomputed_and_its_row_replaced(photo_folder, tmp_path):
+    """A row read from a bitstream made by another encoder or tool version is redone."""
+    out = tmp_path / "run"
+    config = small_config(photo_folder, out, codecs=("jpeg@q30", "jpeg+saliency@q30"))
+    run_bench(config)
+    with Ledger(ledger_path(out)) as ledger, ledger.transaction() as db:
+        db.execute("UPDATE results SET cache_key='stale', psnr=-1 WHERE point=? AND "
+                   "image_sha=(SELECT MIN(image_sha) FROM results)", ("jpeg+saliency@q30",))
+    again = run_bench(config)
+    assert again.rows_added == 1
+    rows = rows_in(out)
+    assert len(rows) == 2 * 3 and all(row["cache_key"] != "stale" for row in rows)
+    assert all(row["psnr"] > 20 for row in rows)
+
+
 def test_adding_a_codec_computes_only_the_new_rows(photo_folder, tmp_path):
     out = tmp_path / "run"
     run_bench(small_config(photo_folder, out, codecs=("jpeg",)))

@@ -33,6 +33,7 @@ from icm.container import Resample, Tags
 from icm.errors import IcmError
 from icm.importance import ImportanceMap, ImportanceProvider, get_importance
 from icm.importance.apply import (
+    APPLIER_VERSIONS,
     DEFAULT_BLUR_STRENGTH,
     DEFAULT_QP_STRENGTH,
     delta_qp_map,
@@ -141,11 +142,15 @@ class Recipe:
             self._machines[name] = get_machine(name)
         return self._machines[name]
 
-    def fingerprint(self) -> str:
-        """Everything that shapes what the recipe makes: tools, models, weights."""
+    def fingerprint(self, codec: Codec) -> str:
+        """Everything that shapes what the recipe makes for ``codec`` (with its default
+        options): tools, models, weights, and the revision of the applier it gets."""
         parts = [str(self)]
         if self._provider is not None:
             parts.append(self._provider.fingerprint())
+            version = APPLIER_VERSIONS[self.applier_for(codec, {})]
+            if version:
+                parts.append(version)
         for tool in (self.fit, self.tags):
             if tool is not None:
                 parts.append(self._machine(tool.argument or DEFAULT_TAGGER).fingerprint())
@@ -183,11 +188,18 @@ class Recipe:
         resized = Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS)
         return np.asarray(resized), Resample(width, height, RESAMPLE_FILTER)
 
+    @staticmethod
+    def applier_for(codec: Codec, options: dict[str, Any]) -> str:
+        """``delta-qp`` where the codec takes QP offsets with these options, else
+        ``prefilter``."""
+        takes = codec.takes_delta_qp(codec.resolve_options(options))
+        return "delta-qp" if takes else "prefilter"
+
     def _apply_importance(self, prepared: Prepared, codec: Codec) -> None:
         assert self.importance is not None and self._provider is not None
         importance = self._provider.compute(prepared.image)
         prepared.importance = importance
-        if codec.takes_delta_qp(codec.resolve_options(prepared.options)):
+        if self.applier_for(codec, prepared.options) == "delta-qp":
             strength = _or(self.importance.strength, DEFAULT_QP_STRENGTH)
             prepared.options["delta_qp"] = delta_qp_map(importance, strength)
             prepared.applier = "delta-qp"

@@ -168,7 +168,8 @@ class Ledger:
         with self.db:
             _insert(self.db, "bitstreams", bitstreams)
             before = self.db.total_changes
-            _insert(self.db, "results", rows)
+            # A row whose bitstream went stale (new encoder or tool version) is replaced.
+            _insert(self.db, "results", rows, replace=True)
             return self.db.total_changes - before
 
     def add_pristine(self, row: PristineRow) -> None:
@@ -196,8 +197,10 @@ class Ledger:
                 (time.time(), wall_s, work_s, rows_added, status, workers, run_id))
 
     # -- reads ---------------------------------------------------------------------------------
-    def done_keys(self) -> set[tuple[str, str, str]]:
-        return set(self.db.execute("SELECT image_sha, point, fingerprint FROM results"))
+    def done_keys(self) -> dict[tuple[str, str, str], str]:
+        """(image, point, machine fingerprint) -> the cache key of the bitstream it read."""
+        query = "SELECT image_sha, point, fingerprint, cache_key FROM results"
+        return {(sha, point, fp): key for sha, point, fp, key in self.db.execute(query)}
 
     def pristine_output(self, image_sha: str, fingerprint: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT output_json FROM pristine WHERE image_sha=? AND "
@@ -222,10 +225,11 @@ class Ledger:
         return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
-def _insert(db: sqlite3.Connection, table: str, rows: Iterable[Any]) -> None:
+def _insert(db: sqlite3.Connection, table: str, rows: Iterable[Any], *,
+            replace: bool = False) -> None:
+    verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
     for row in rows:
         values = asdict(row)
         columns = ",".join(values)
         marks = ",".join("?" * len(values))
-        db.execute(f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({marks})",
-                   tuple(values.values()))
+        db.execute(f"{verb} INTO {table} ({columns}) VALUES ({marks})", tuple(values.values()))

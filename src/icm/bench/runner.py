@@ -165,8 +165,9 @@ class _Plan:
             for curve in dict.fromkeys(p.curve for p in points):
                 pending = {}
                 for point in (p for p in points if p.curve == curve):
+                    key = cache_key(sha, point, self.versions[str(point)])
                     names = tuple(m.name for m in readers
-                                  if (sha, str(point), self.fingerprints[m.name]) not in done)
+                                  if done.get((sha, str(point), self.fingerprints[m.name])) != key)
                     if names:
                         pending[str(point)] = names
                 if pending:

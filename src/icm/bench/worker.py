@@ -192,8 +192,9 @@ def _read_decoded(job: CodecJob, decoded, coded) -> tuple[list[ResultRow], float
 def coding_version(point: CodecPoint) -> str:
     """The encoder's version, plus the fingerprint of the point's tools (their models and
     weights), so a changed importance model never reuses a stale bitstream."""
-    version = get_codec(point.codec).library_version()
-    return f"{version}|{recipe_for(point.tools).fingerprint()}" if point.tools else version
+    codec = get_codec(point.codec)
+    version = codec.library_version()
+    return f"{version}|{recipe_for(point.tools).fingerprint(codec)}" if point.tools else version
 
 
 def _curve(point: str) -> str:

@@ -12,9 +12,13 @@ Three routes, all leaving a standard bitstream:
   important blocks about 1.4x finer and the least important 1.4x coarser. The level of the
   point (``qp37``) stays the QP of a block of middling importance.
 * **prefilter** (:func:`prefilter`), for every codec: low-importance regions are blended
-  towards a Gaussian-blurred copy, ``x' = x + (1 - v) * (blur_S(x) - x)`` with ``v`` upsampled
-  smoothly, so the codec finds fewer high frequencies to pay for there. ``S`` is the blur
-  sigma in pixels.
+  towards a Gaussian-blurred copy, ``x' = x + (1 - v) * (blur_S(x) - x)``, so the codec finds
+  fewer high frequencies to pay for there. ``S`` is the blur sigma in pixels. ``v`` is first
+  dilated by one block (each block takes its neighbourhood's maximum), then upsampled
+  smoothly: blur must not reach into an important block across its edge. Without the
+  dilation, text maps blurred glyph edges into grey halos that cost more bits than the
+  blurred paper saved (measured on the rendered documents: AVIF q10, +6% bytes and OCR
+  agreement 0.998 -> 0.963).
 * **quality map** (:func:`quality_map`), for learned codecs with spatially-varying rate (the
   learned-codec issue): the per-pixel map they condition on.
 
@@ -26,11 +30,16 @@ sigmas 1, 2 and 4 px saved 13%, 24% and 13%.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from scipy import ndimage
 
 from icm.importance.maps import ImportanceMap
 
+#: each applier's rule revision, part of a recipe's fingerprint so that cached bitstreams made
+#: by an earlier rule are never reused ("" = the first rule, fingerprinted by name alone)
+APPLIER_VERSIONS = {"delta-qp": "", "prefilter": "dilated-2"}
 DEFAULT_QP_STRENGTH = 3.0
 DEFAULT_BLUR_STRENGTH = 2.0
 
@@ -51,7 +60,8 @@ def prefilter(
     if strength == 0:
         return image
     height, width = image.shape[:2]
-    keep = importance.to_pixels(height, width)[..., None]
+    grown = ndimage.grey_dilation(importance.values, size=3, mode="nearest")
+    keep = replace(importance, values=grown).to_pixels(height, width)[..., None]
     source = image.astype(np.float32)
     blurred = ndimage.gaussian_filter(source, sigma=(strength, strength, 0), mode="nearest")
     mixed = blurred + keep * (source - blurred)
