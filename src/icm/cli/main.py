@@ -229,13 +229,14 @@ def demo_command(
     out.print(demo_table(rows, bpp))
 
 
-def _register_bench() -> None:
-    from icm.cli.bench import register
+def _register_groups() -> None:
+    from icm.cli import adapt, bench
 
-    register(app, out, err)
+    bench.register(app, out, err)
+    adapt.register(app, out, err)
 
 
-_register_bench()
+_register_groups()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -60,6 +60,21 @@ class InputProfile:
 
 
 @dataclass(frozen=True)
+class TorchParts:
+    """A machine's torch model in pieces, for training adapters on it (``icm.adapt``).
+
+    ``prepare`` turns one RGB uint8 image into the model's (1, 3, H, W) input tensor;
+    ``features(module, x)`` and ``logits(module, x)`` run the given module (the machine's own,
+    or an adapted copy) on prepared inputs.
+    """
+
+    module: Any
+    prepare: Callable[[np.ndarray], Any]
+    features: Callable[[Any, Any], Any]
+    logits: Callable[[Any, Any], Any] | None = None
+
+
+@dataclass(frozen=True)
 class MachineSpec:
     """A parsed machine name: ``family:model[@variant]`` (``clip:ViT-B-32@laion2b_s34b_b79k``)."""
 
@@ -133,6 +148,10 @@ class Machine(ABC):
         """A differentiable torch function from a (1, 3, H, W) float RGB tensor in 0..255 at
         any size to the features this machine decides from, or None when it has none (ncnn
         and ONNX models). Feature-sensitivity importance maps differentiate through it."""
+        return None
+
+    def torch_parts(self) -> TorchParts | None:
+        """The model as :class:`TorchParts`, or None for non-torch machines (ncnn, ONNX)."""
         return None
 
     def default_importance(self) -> str:

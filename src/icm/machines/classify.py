@@ -25,7 +25,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from icm.image.datasets import Truth
-from icm.machines.base import InputProfile, Machine, MachineSpec, Output, Scores
+from icm.machines.base import (
+    InputProfile,
+    Machine,
+    MachineSpec,
+    Output,
+    Scores,
+    TorchParts,
+)
 from icm.machines.registry import register_machine
 from icm.machines.scoring import kl_divergence
 from icm.machines.vocabularies import register_vocabulary
@@ -267,6 +274,14 @@ class EfficientNetLite(Classifier):
             probs = torch.softmax(logits.double(), dim=1)[0]
         return probs.numpy()
 
+    def torch_parts(self) -> TorchParts:
+        return TorchParts(
+            module=self._load(),
+            prepare=self.preprocess,
+            features=lambda module, x: module.extract_features(x),
+            logits=lambda module, x: module(x),
+        )
+
     def features(self) -> Any:
         """The last convolutional feature map, before pooling: where the decision is made."""
         model = self._load()
@@ -331,6 +346,9 @@ class ClassifyMachine(Machine):
 
     def features(self) -> Any:
         return getattr(self.backend, "features", lambda: None)()
+
+    def torch_parts(self) -> TorchParts | None:
+        return getattr(self.backend, "torch_parts", lambda: None)()
 
     def default_importance(self) -> str:
         """Feature sensitivity for torch back-ends; model-free saliency for the ncnn one."""

@@ -1,0 +1,131 @@
+"""A frozen torch vision encoder with an adapter hooked into it.
+
+The encoder's own weights never change (``requires_grad`` off, eval mode); forward hooks put
+the adapter between its stages (CNNs) or in front of its first layer norm (ViTs), so every
+path through the encoder (features, logits) is adapted without copying or editing its code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from icm.adapt.conditioning import Condition, Conditioning
+from icm.adapt.modules import ConditionEmbedding, StageAdapters, TokenAdapter
+from icm.errors import IcmError
+
+CNN, VIT = "cnn-stages", "vit-tokens"
+
+
+class AdapterError(IcmError):
+    """An adapter that does not fit its encoder, or a file that is not an adapter."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the adapter goes: stage-end block indices and channels (CNN) or token width."""
+
+    kind: str
+    stages: tuple[int, ...] = ()
+    channels: tuple[int, ...] = ()
+    width: int = 0
+
+
+def layout_of(encoder: nn.Module) -> Layout:
+    """Find the adapter's place in an encoder: an EfficientNet-style ``_blocks`` list (the last
+    block of each run of equal output channels ends a stage) or a ViT with ``ln_pre``."""
+    blocks = getattr(encoder, "_blocks", None)
+    if blocks is not None:
+        outs = [_out_channels(block) for block in blocks]
+        ends = [i for i in range(len(outs)) if i == len(outs) - 1 or outs[i + 1] != outs[i]]
+        return Layout(CNN, tuple(ends), tuple(outs[i] for i in ends))
+    ln_pre = getattr(encoder, "ln_pre", None)
+    if isinstance(ln_pre, nn.LayerNorm):
+        return Layout(VIT, width=int(ln_pre.normalized_shape[0]))
+    raise AdapterError(
+        f"cannot place an adapter in a {type(encoder).__name__}: expected an EfficientNet-style "
+        "_blocks list or a ViT with ln_pre"
+    )
+
+
+def _out_channels(block: nn.Module) -> int:
+    project = getattr(block, "_project_conv", None)
+    if project is None:
+        raise AdapterError(f"block {type(block).__name__} has no _project_conv")
+    return int(project.out_channels)
+
+
+class AdaptedEncoder(nn.Module):
+    """``encoder`` (frozen) + condition embedding + adapter, set per batch by
+    :meth:`condition`. With ``conditioned=False`` every image gets the "unknown" condition: one
+    learned adaptation for all codecs."""
+
+    def __init__(self, encoder: nn.Module, conditioning: Conditioning, *,
+                 conditioned: bool = True) -> None:
+        super().__init__()
+        self.encoder = encoder.eval()
+        for parameter in self.encoder.parameters():
+            parameter.requires_grad_(False)
+        self.conditioning, self.conditioned = conditioning, conditioned
+        self.layout = layout_of(encoder)
+        self.embedding = ConditionEmbedding(conditioning.codec_slots, conditioning.bucket_slots)
+        if self.layout.kind == CNN:
+            self.adapter: nn.Module = StageAdapters(self.layout.channels, self.embedding.size)
+        else:
+            self.adapter = TokenAdapter(self.embedding.size, self.layout.width)
+        self._hooks = self._attach()
+
+    def _attach(self) -> list[Any]:
+        if self.layout.kind == CNN:
+            blocks = self.encoder._blocks
+            return [blocks[index].register_forward_hook(self._stage_hook(stage))
+                    for stage, index in enumerate(self.layout.stages)]
+        hook = self.encoder.ln_pre.register_forward_pre_hook(
+            lambda _module, args: (self.adapter.apply(args[0]), *args[1:]))
+        return [hook]
+
+    def _stage_hook(self, stage: int):
+        def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+            return self.adapter.apply(stage, output)
+        return hook
+
+    def train(self, mode: bool = True) -> AdaptedEncoder:
+        """Only the adapter trains; the encoder stays in eval mode (frozen batch norm)."""
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def condition(self, conditions: Sequence[Condition]) -> None:
+        """Set the condition of the next batch (one per image)."""
+        if not self.conditioned:
+            conditions = [Condition() for _ in conditions]
+        codec_ids, bucket_ids = self.conditioning.ids(conditions)
+        device = next(self.embedding.parameters()).device
+        vector = self.embedding(torch.tensor(codec_ids, device=device),
+                                torch.tensor(bucket_ids, device=device))
+        self.adapter.set_condition(vector)
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The adapter's own tensors (what an adapter file holds), by name."""
+        state = {f"embedding.{k}": v for k, v in self.embedding.state_dict().items()}
+        state.update({f"adapter.{k}": v for k, v in self.adapter.state_dict().items()})
+        return state
+
+    def load_trainable(self, state: dict[str, torch.Tensor], path: str = "") -> None:
+        mine = self.trainable_state()
+        missing, extra = set(mine) - set(state), set(state) - set(mine)
+        if missing or extra:
+            raise AdapterError(f"adapter tensors do not match this encoder (missing "
+                               f"{sorted(missing)[:3]}, unexpected {sorted(extra)[:3]})", path)
+        for name, tensor in state.items():
+            if tuple(tensor.shape) != tuple(mine[name].shape):
+                raise AdapterError(f"adapter tensor {name} has shape {tuple(tensor.shape)}, "
+                                   f"this encoder needs {tuple(mine[name].shape)}", path)
+        self.embedding.load_state_dict({k[10:]: v for k, v in state.items()
+                                        if k.startswith("embedding.")})
+        self.adapter.load_state_dict({k[8:]: v for k, v in state.items()
+                                      if k.startswith("adapter.")})

@@ -1,0 +1,94 @@
+"""Adapter files: safetensors holding the adapter's tensors plus what it was made for.
+
+The metadata names the machine and its fingerprint (weights, preprocessing), the codec
+vocabulary and bpp edges (ids are meaningless without them), and whether it is conditioned,
+so loading an adapter onto the wrong encoder or vocabulary fails with one line, not with
+silently wrong outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from icm.adapt.conditioning import Conditioning
+from icm.adapt.encoders import AdaptedEncoder, AdapterError
+from icm.fileio import write_atomic
+
+FORMAT = "icm-adapter/1"
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    machine: str
+    fingerprint: str
+    conditioning: Conditioning
+    conditioned: bool
+    kind: str
+    trained: dict
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            "format": FORMAT, "machine": self.machine, "fingerprint": self.fingerprint,
+            "codecs": json.dumps(list(self.conditioning.codecs)),
+            "edges": json.dumps(list(self.conditioning.edges)),
+            "conditioned": json.dumps(self.conditioned), "kind": self.kind,
+            "trained": json.dumps(self.trained, sort_keys=True),
+        }
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str] | None, path: Path) -> AdapterInfo:
+        if not metadata or metadata.get("format") != FORMAT:
+            raise AdapterError(f"not an icm adapter (format {(metadata or {}).get('format')!r}, "
+                               f"expected {FORMAT!r})", path)
+        try:
+            conditioning = Conditioning(tuple(json.loads(metadata["codecs"])),
+                                        tuple(json.loads(metadata["edges"])))
+            return cls(metadata["machine"], metadata["fingerprint"], conditioning,
+                       bool(json.loads(metadata["conditioned"])), metadata["kind"],
+                       json.loads(metadata.get("trained", "{}")))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise AdapterError(f"adapter metadata is damaged ({exc})", path) from None
+
+
+def save_adapter(path: Path, adapted: AdaptedEncoder, info: AdapterInfo) -> None:
+    """Write atomically: a crash never leaves half an adapter."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in adapted.trainable_state().items()}
+    write_atomic(path, save(tensors, metadata=info.metadata()))
+
+
+def read_adapter(path: Path) -> tuple[dict[str, torch.Tensor], AdapterInfo]:
+    """The tensors and info of an adapter file, or a one-line :class:`AdapterError`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    if not path.is_file():
+        raise AdapterError("adapter file not found", path)
+    data = path.read_bytes()
+    try:
+        tensors = load(data)
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata()
+    except (SafetensorError, OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AdapterError(f"not a safetensors adapter file ({first})", path) from None
+    return tensors, AdapterInfo.from_metadata(metadata, path)
+
+
+def load_adapter(path: Path, encoder: torch.nn.Module, machine: str,
+                 fingerprint: str) -> AdaptedEncoder:
+    """``encoder`` with the adapter at ``path``; refuses one made for another machine."""
+    tensors, info = read_adapter(path)
+    if info.fingerprint != fingerprint:
+        raise AdapterError(f"adapter was trained for {info.machine} ({info.fingerprint[:60]}), "
+                           f"not {machine} ({fingerprint[:60]})", path)
+    adapted = AdaptedEncoder(encoder, info.conditioning, conditioned=info.conditioned)
+    adapted.load_trainable(tensors, str(path))
+    return adapted.eval()

@@ -1,0 +1,230 @@
+"""Training an adapter by feature distillation, resumable, at CPU scale or on a GPU.
+
+Pairs are made once: every training image is coded by every chosen codec at every chosen
+level (real encoders, real decoders) and both versions are prepared for the model. The frozen
+teacher is the machine on the pristine image; the student is the same machine plus the adapter
+on the decoded image, told (when conditioned) which codec and bpp made it. The loss is the
+MSE between their feature maps over the teacher's feature variance, plus ``kl_weight`` times
+KL(teacher logits || student logits) when the machine has logits.
+
+A checkpoint (adapter, optimiser, step, random state) is written atomically every
+``checkpoint_every`` steps beside the output; re-running the same command resumes from it.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from icm.adapt.conditioning import Condition, Conditioning
+from icm.adapt.encoders import AdaptedEncoder, AdapterError
+from icm.adapt.files import AdapterInfo, save_adapter
+from icm.codecs import get_codec
+from icm.fileio import write_atomic
+from icm.image.datasets import open_dataset
+
+#: low-rate levels by default: where the generalization gap is
+DEFAULT_LEVELS = {
+    "jpeg": ("q5", "q10", "q20", "q35"),
+    "hevc": ("qp47", "qp42", "qp37", "qp32"),
+    "avif": ("q5", "q15", "q25", "q40"),
+    "webp": ("q5", "q15", "q30", "q50"),
+    "vvc": ("qp50", "qp45", "qp40", "qp35"),
+}
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class TrainConfig:
+    machine: str = "classify:efficientnet-lite0"
+    codecs: tuple[str, ...] = ("jpeg", "hevc", "avif")
+    images: str = "samples"
+    val: str | None = None
+    out: Path = Path("adapter.safetensors")
+    levels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    conditioned: bool = True
+    steps: int = 300
+    batch: int = 8
+    lr: float = 1e-3
+    kl_weight: float = 0.0
+    seed: int = 0
+    checkpoint_every: int = 50
+    limit: int = 0
+
+    def levels_of(self, codec: str) -> tuple[str, ...]:
+        if codec in self.levels:
+            return self.levels[codec]
+        if codec in DEFAULT_LEVELS:
+            return DEFAULT_LEVELS[codec]
+        return tuple(get_codec(codec).ladder[:4])
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed."""
+        record = asdict(self)
+        record["out"] = str(self.out)
+        record["levels"] = {c: list(self.levels_of(c)) for c in self.codecs}
+        for volatile in ("steps", "checkpoint_every"):
+            record.pop(volatile)
+        return record
+
+
+@dataclass
+class Pair:
+    pristine: torch.Tensor  # prepared input, (3, H, W)
+    decoded: torch.Tensor
+    condition: Condition
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    resumed_from: int
+    losses: list[float]
+    val_before: float | None
+    val_after: float | None
+    pairs: int
+
+
+def make_pairs(parts: Any, images: str, config: TrainConfig, kinds: Sequence[str],
+               progress: Progress | None = None) -> list[Pair]:
+    """Code every image (of the machine's kinds) with every (codec, level); prepare both
+    versions for the model."""
+    dataset = open_dataset(images).of_kind(*kinds)
+    if config.limit:
+        dataset = dataset.limit(config.limit)
+    jobs = [(codec, level) for codec in config.codecs for level in config.levels_of(codec)]
+    pairs: list[Pair] = []
+    total, done = len(dataset) * len(jobs), 0
+    for image in dataset:
+        pixels = image.load()
+        pristine = parts.prepare(pixels)[0]
+        for codec_name, level in jobs:
+            codec = get_codec(codec_name)
+            bitstream = codec.encode(pixels, level)
+            decoded = parts.prepare(codec.decode(bitstream))[0]
+            pairs.append(Pair(pristine, decoded, Condition(codec_name, bitstream.bpp)))
+            done += 1
+            if progress:
+                progress("coding", done, total)
+    if not pairs:
+        raise AdapterError(f"no training images in {images!r}")
+    return pairs
+
+
+class Distiller:
+    """Teacher (frozen machine) vs student (machine + adapter) on batches of pairs."""
+
+    def __init__(self, parts: Any, adapted: AdaptedEncoder, teacher: Any,
+                 kl_weight: float) -> None:
+        self.parts, self.adapted, self.teacher = parts, adapted, teacher
+        self.kl_weight = kl_weight and (parts.logits is not None)
+
+    def loss(self, batch: Sequence[Pair]) -> torch.Tensor:
+        pristine = torch.stack([p.pristine for p in batch])
+        decoded = torch.stack([p.decoded for p in batch])
+        with torch.no_grad():
+            target = self.parts.features(self.teacher, pristine)
+            target_logits = self.parts.logits(self.teacher, pristine) if self.kl_weight else None
+        self.adapted.condition([p.condition for p in batch])
+        student = self.parts.features(self.adapted.encoder, decoded)
+        loss = (student - target).pow(2).mean() / target.var().clamp_min(1e-8)
+        if self.kl_weight:
+            logits = self.parts.logits(self.adapted.encoder, decoded)
+            loss = loss + self.kl_weight * torch.nn.functional.kl_div(
+                logits.log_softmax(-1), target_logits.log_softmax(-1), log_target=True,
+                reduction="batchmean")
+        return loss
+
+    def evaluate(self, pairs: Sequence[Pair], batch: int) -> float:
+        self.adapted.eval()
+        with torch.no_grad():
+            losses = [float(self.loss(pairs[i : i + batch])) * len(pairs[i : i + batch])
+                      for i in range(0, len(pairs), batch)]
+        self.adapted.train()
+        return sum(losses) / len(pairs)
+
+
+def train_adapter(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    """Train (or resume training) an adapter; write it to ``config.out``."""
+    from icm.machines import get_machine
+
+    machine = get_machine(config.machine)
+    parts = machine.torch_parts()
+    if parts is None:
+        raise AdapterError(f"machine {machine.name} has no torch model to adapt "
+                           "(ncnn and ONNX machines have none)")
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    teacher = parts.module.eval()
+    adapted = AdaptedEncoder(copy.deepcopy(teacher), Conditioning(tuple(config.codecs)),
+                             conditioned=config.conditioned)
+    kinds = sorted(machine.kinds)
+    train_pairs = make_pairs(parts, config.images, config, kinds, progress)
+    val_pairs = make_pairs(parts, config.val, config, kinds, progress) if config.val else []
+    distiller = Distiller(parts, adapted, teacher, config.kl_weight)
+    optimiser = torch.optim.AdamW(
+        [p for p in adapted.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0)
+    checkpoint = config.out.with_suffix(config.out.suffix + ".ckpt")
+    start = _resume(checkpoint, config, adapted, optimiser)
+    val_before = distiller.evaluate(val_pairs, config.batch) if val_pairs and not start else None
+    losses: list[float] = []
+    adapted.train()
+    rng = random.Random(config.seed * 7919 + start)
+    for step in range(start, config.steps):
+        batch = rng.sample(train_pairs, min(config.batch, len(train_pairs)))
+        loss = distiller.loss(batch)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss.detach()))
+        if progress:
+            progress("training", step + 1, config.steps)
+        if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
+            _checkpoint(checkpoint, config, adapted, optimiser, step + 1)
+    val_after = distiller.evaluate(val_pairs, config.batch) if val_pairs else None
+    trained = {"steps": config.steps, "images": config.images, "pairs": len(train_pairs),
+               "val_before": val_before, "val_after": val_after,
+               "levels": {c: list(config.levels_of(c)) for c in config.codecs}}
+    info = AdapterInfo(machine.name, machine.fingerprint(), adapted.conditioning,
+                       config.conditioned, adapted.layout.kind, trained)
+    save_adapter(config.out, adapted, info)
+    checkpoint.unlink(missing_ok=True)
+    return TrainResult(config.out, config.steps, start, losses, val_before, val_after,
+                       len(train_pairs))
+
+
+def _checkpoint(path: Path, config: TrainConfig, adapted: AdaptedEncoder,
+                optimiser: torch.optim.Optimizer, step: int) -> None:
+    buffer = io.BytesIO()
+    torch.save({"identity": config.identity(), "step": step,
+                "adapter": adapted.trainable_state(), "optimiser": optimiser.state_dict()},
+               buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def _resume(path: Path, config: TrainConfig, adapted: AdaptedEncoder,
+            optimiser: torch.optim.Optimizer) -> int:
+    """The step to start from: a matching checkpoint's, else 0 (a mismatch is an error:
+    silently starting over would waste the run that made it)."""
+    if not path.exists():
+        return 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a torn or foreign file: say which and stop
+        raise AdapterError(f"checkpoint does not load ({type(exc).__name__}); delete it to "
+                           "start over", path) from None
+    if state.get("identity") != config.identity():
+        raise AdapterError("checkpoint was made with other settings; delete it to start over "
+                           "or rerun with the same ones", path)
+    adapted.load_trainable(state["adapter"], str(path))
+    optimiser.load_state_dict(state["optimiser"])
+    return int(state["step"])
