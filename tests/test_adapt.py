@@ -175,3 +175,32 @@ def test_unconditioned_adapters_ignore_the_codec():
     first = adapted.encoder(x)
     adapted.condition([Condition("hevc", 0.1)])
     assert torch.equal(adapted.encoder(x), first)
+
+
+@lite0
+def test_bench_reads_through_an_adapter_and_the_report_splits_the_gap(tmp_path):
+    from icm.bench import BenchConfig, ledger_path, run_bench
+    from icm.bench.analysis import gap_table
+    from icm.bench.grid import with_adapters
+    from icm.bench.ledger import Ledger
+    from icm.bench.report import write_report
+
+    adapter = tmp_path / "a.safetensors"
+    train_adapter(TrainConfig(codecs=("jpeg",), images="samples", out=adapter,
+                              levels={"jpeg": ("q5",)}, steps=2, batch=1, limit=1))
+    machines = with_adapters(("classify:efficientnet-lite0",), [adapter])
+    assert machines == ("classify:efficientnet-lite0",
+                        f"classify:efficientnet-lite0+adapter={adapter}")
+    out = tmp_path / "run"
+    run_bench(BenchConfig(images="samples", codecs=("jpeg@q5", "jpeg@q60"), machines=machines,
+                          out=out, workers=1, limit=2))
+    with Ledger(ledger_path(out)) as ledger:
+        rows = ledger.rows()
+    assert {row["machine"] for row in rows} == set(machines)
+    gaps = gap_table(rows)
+    assert [g.point for g in gaps] == ["jpeg@q5", "jpeg@q60"]
+    for gap in gaps:
+        assert gap.images == 2 and 0 <= gap.total <= 1 and 0 <= gap.information <= 1
+        assert gap.generalization == pytest.approx(gap.total - gap.information)
+    report = (write_report(out).markdown).read_text()
+    assert "Information and generalization gaps" in report

@@ -7,6 +7,10 @@ on the decoded image, told (when conditioned) which codec and bpp made it. The l
 MSE between their feature maps over the teacher's feature variance, plus ``kl_weight`` times
 KL(teacher logits || student logits) when the machine has logits.
 
+A share of samples (``unknown_rate``) is shown as "codec unknown", as classifier-free guidance
+drops its condition: the unknown slot then learns one adaptation for every codec, which is what
+a codec held out of training, or a file with no ``.icm`` header, gets.
+
 A checkpoint (adapter, optimiser, step, random state) is written atomically every
 ``checkpoint_every`` steps beside the output; re-running the same command resumes from it.
 """
@@ -55,6 +59,9 @@ class TrainConfig:
     batch: int = 8
     lr: float = 1e-3
     kl_weight: float = 0.0
+    #: share of training samples shown as "codec unknown", so the unknown condition (a codec
+    #: not trained on, a file without an .icm header) learns a generic adaptation
+    unknown_rate: float = 0.2
     seed: int = 0
     checkpoint_every: int = 50
     limit: int = 0
@@ -128,13 +135,14 @@ class Distiller:
         self.parts, self.adapted, self.teacher = parts, adapted, teacher
         self.kl_weight = kl_weight and (parts.logits is not None)
 
-    def loss(self, batch: Sequence[Pair]) -> torch.Tensor:
+    def loss(self, batch: Sequence[Pair], conditions: Sequence[Condition] | None = None
+             ) -> torch.Tensor:
         pristine = torch.stack([p.pristine for p in batch])
         decoded = torch.stack([p.decoded for p in batch])
         with torch.no_grad():
             target = self.parts.features(self.teacher, pristine)
             target_logits = self.parts.logits(self.teacher, pristine) if self.kl_weight else None
-        self.adapted.condition([p.condition for p in batch])
+        self.adapted.condition(conditions or [p.condition for p in batch])
         student = self.parts.features(self.adapted.encoder, decoded)
         loss = (student - target).pow(2).mean() / target.var().clamp_min(1e-8)
         if self.kl_weight:
@@ -181,7 +189,9 @@ def train_adapter(config: TrainConfig, progress: Progress | None = None) -> Trai
     rng = random.Random(config.seed * 7919 + start)
     for step in range(start, config.steps):
         batch = rng.sample(train_pairs, min(config.batch, len(train_pairs)))
-        loss = distiller.loss(batch)
+        shown = [Condition() if rng.random() < config.unknown_rate else p.condition
+                 for p in batch]
+        loss = distiller.loss(batch, shown)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

@@ -288,3 +288,59 @@ def with_interval(value: float | None, interval: tuple[float, float] | None, fmt
     if interval is None:
         return fmt.format(value)
     return f"{fmt.format(value)} [{fmt.format(interval[0])}, {fmt.format(interval[1])}]"
+
+
+# -- the information / generalization gap ----------------------------------------------------
+ADAPTER_MARKER = "+adapter="
+
+
+@dataclass
+class GapEntry:
+    """One codec point's loss split (CompressVLMBench): ``total`` = 1 - fidelity of the plain
+    machine; ``information`` = 1 - fidelity of the adapted machine (what no adaptation can
+    recover: the bits are gone); ``generalization`` = their difference (the model was just
+    not used to the artefacts). Means over the images both machines read at this point."""
+
+    machine: str
+    adapted: str
+    curve: str
+    point: str
+    bpp: float
+    total: float
+    information: float
+    images: int
+
+    @property
+    def generalization(self) -> float:
+        return self.total - self.information
+
+
+def gap_table(rows: list[dict[str, Any]]) -> list[GapEntry]:
+    """A :class:`GapEntry` per point for every (machine, machine+adapter=...) pair."""
+    names = machines_in(rows)
+    entries = []
+    for adapted in (n for n in names if ADAPTER_MARKER in n):
+        base = adapted.partition(ADAPTER_MARKER)[0]
+        if base not in names:
+            continue
+        plain = {(r["image_sha"], r["point"]): r for r in current_rows(rows, base)}
+        tuned = {(r["image_sha"], r["point"]): r for r in current_rows(rows, adapted)}
+        by_point: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+        for key in plain.keys() & tuned.keys():
+            by_point[key[1]].append((plain[key], tuned[key]))
+        for point, pairs in sorted(by_point.items()):
+            entries.append(GapEntry(
+                machine=base, adapted=adapted, curve=pairs[0][0]["codec"], point=point,
+                bpp=float(np.mean([p["bpp"] for p, _ in pairs])),
+                total=float(np.mean([1 - p["primary_value"] for p, _ in pairs])),
+                information=float(np.mean([1 - t["primary_value"] for _, t in pairs])),
+                images=len(pairs),
+            ))
+    return sorted(entries, key=lambda e: (e.adapted, e.curve, e.bpp))
+
+
+def recovered_share(entries: list[GapEntry]) -> float | None:
+    """The generalization gap's share of the total gap, summed over the entries (None when
+    nothing was lost)."""
+    total = sum(e.total for e in entries)
+    return None if total <= 0 else sum(e.generalization for e in entries) / total

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from icm.codecs import CODECS, CodecPoint, get_codec, parse_point
 from icm.codecs.point import split_level
@@ -65,6 +66,20 @@ def default_machines() -> list[str]:
         if cls is not None and cls.unavailable_reason(spec) is None:
             names.append(name)
     return names
+
+
+def with_adapters(machines: Sequence[str], adapters: Sequence[Path]) -> tuple[str, ...]:
+    """The machines plus, per adapter file, its machine read through it (and the plain
+    machine too, which the gap decomposition compares with). No adapters: unchanged."""
+    if not adapters:
+        return tuple(machines)
+    from icm.adapt.files import read_adapter
+
+    names = list(machines) or default_machines()
+    for path in adapters:
+        base = read_adapter(Path(path))[1].machine
+        names += [base, f"{base}+adapter={path}"]
+    return tuple(dict.fromkeys(names))
 
 
 def load_machines(names: Sequence[str]) -> list[Machine]:

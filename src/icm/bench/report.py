@@ -33,11 +33,14 @@ import numpy as np
 from icm.bench.analysis import (
     BDEntry,
     CurvePoint,
+    GapEntry,
     bd_table,
     current_rows,
     curves,
+    gap_table,
     machines_in,
     pristine_accuracy,
+    recovered_share,
     stability,
     worst_cases,
 )
@@ -224,6 +227,7 @@ def _document(run: _RunData, out: _Output, anchor: str, worst: int, exports: _Ex
         slug = _unique_slug(machine, index, out.plots)
         blocks += _machine_section(run, out, machine, slug, anchor, worst, colours, crops)
     if run.results:
+        blocks += _gap_section(run, out, colours)
         blocks += _psnr_section(run, out, anchor, colours)
     blocks += _notes_section(run, crops.problems + exports.problems)
     blocks += _exports_section(exports)
@@ -411,6 +415,67 @@ def _psnr_section(run: _RunData, out: _Output, anchor: str, colours) -> list[Blo
         Figure("plots/psnr.png", png, "Rate-PSNR curves per codec"),
     ]
     return blocks + _bd_blocks(bd_table(pseudo, anchor), "PSNR (dB)", anchor, digits=2)
+
+
+def _gap_section(run: _RunData, out: _Output, colours) -> list[Block]:
+    """Information vs generalization gap, for machines read with and without an adapter."""
+    entries = gap_table(run.results)
+    if not entries:
+        return []
+    blocks: list[Block] = [
+        Heading(2, "Information and generalization gaps"),
+        Para("Total gap = 1 - fidelity of the plain machine; information gap = 1 - fidelity of "
+             "the machine read through its codec-conditional adapter (icm adapt), against the "
+             "plain machine's pristine outputs; generalization gap = the difference: the loss "
+             "the adapter recovers, which came from the model not being used to artefacts, "
+             "not from missing bits."),
+    ]
+    for adapted in dict.fromkeys(e.adapted for e in entries):
+        mine = [e for e in entries if e.adapted == adapted]
+        share = recovered_share(mine)
+        blocks.append(Para(f"{adapted}: generalization gap = "
+                           + ("n/a" if share is None else f"{share:.0%}")
+                           + " of the total gap, over all its points."))
+        name = f"plots/gap-{_slug(adapted)[:60]}.png"
+        png = _gap_plot(mine, adapted, colours)
+        out.write(name, png)
+        blocks.append(Figure(name, png, f"Gap decomposition: {adapted}"))
+        blocks.append(Table(
+            ("codec", "point", "bpp", "total gap", "information", "generalization", "images"),
+            tuple((e.curve, e.point, f"{e.bpp:.3f}", f"{e.total:.3f}", f"{e.information:.3f}",
+                   f"{e.generalization:+.3f}", str(e.images)) for e in mine),
+            (False, False, True, True, True, True, True)))
+    return blocks
+
+
+def _gap_plot(entries: list[GapEntry], title: str, colours) -> bytes:
+    """Per codec: total gap (solid) and information gap (dashed) against bpp; the band
+    between them is the generalization gap."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    figure = MplFigure(figsize=(7.2, 4.6), dpi=110, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for curve in dict.fromkeys(e.curve for e in entries):
+        mine = sorted((e for e in entries if e.curve == curve), key=lambda e: e.bpp)
+        rates = [e.bpp for e in mine]
+        colour = colours.get(curve)
+        axes.plot(rates, [e.total for e in mine], marker="o", color=colour,
+                  label=f"{curve} total")
+        axes.plot(rates, [e.information for e in mine], marker="s", linestyle="--",
+                  color=colour, label=f"{curve} information")
+        axes.fill_between(rates, [e.information for e in mine], [e.total for e in mine],
+                          color=colour, alpha=0.15)
+    axes.set_xscale("log")
+    axes.set_xlabel(BPP_LABEL)
+    axes.set_ylabel("gap (1 - fidelity)")
+    axes.set_title(title[:90], fontsize=9)
+    axes.grid(True, alpha=0.3)
+    axes.legend(frameon=False, fontsize=8)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
 
 
 def _notes_section(run: _RunData, problems: list[str]) -> list[Block]:

@@ -165,7 +165,8 @@ def _read_decoded(job: CodecJob, decoded, coded) -> tuple[list[ResultRow], float
     for name, points in by_machine.items():
         model = machine(name)
         start = time.perf_counter()
-        outputs = model.predict([decoded[p] for p in points])
+        provenance = [(parse_point(p).codec, 8 * coded[p].bytes / pixels) for p in points]
+        outputs = model.predict_coded([decoded[p] for p in points], provenance)
         predict_ms = (time.perf_counter() - start) * 1e3 / len(points)
         predict_total += predict_ms * len(points)
         for point, output in zip(points, outputs, strict=True):

@@ -49,17 +49,22 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
         workers: Annotated[int, typer.Option("--workers", help="Worker processes "
                                              "(0 = one per core).")] = 0,
         limit: Annotated[int, typer.Option("--limit", help="Use only the first N images.")] = 0,
+        adapter: Annotated[list[Path] | None, typer.Option(
+            "--adapter", help="Also read every point through this adapter (icm adapt train); "
+            "the report splits each machine's loss into information and generalization "
+            "gaps.")] = None,
         report: Annotated[bool, typer.Option("--report/--no-report", help="Write the report "
                                              "when done.")] = True,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Benchmark codecs x levels x machines x images; resumable; writes a report."""
         from icm.bench import BenchConfig, run_bench
-        from icm.bench.grid import DEFAULT_CODECS
+        from icm.bench.grid import DEFAULT_CODECS, with_adapters
 
         config = BenchConfig(
             images=images, codecs=_split(codecs) or _available(DEFAULT_CODECS),
-            levels=_split(levels), bpp=_floats(bpp), machines=_split(machines),
+            levels=_split(levels), bpp=_floats(bpp),
+            machines=with_adapters(_split(machines), adapter or []),
             anchor=anchor, out=run_dir, workers=workers, limit=limit,
         )
         with progress_bar(err, disable=as_json) as progress:

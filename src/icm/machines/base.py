@@ -72,6 +72,8 @@ class TorchParts:
     prepare: Callable[[np.ndarray], Any]
     features: Callable[[Any, Any], Any]
     logits: Callable[[Any, Any], Any] | None = None
+    #: the machine's output for one image, computed with the given module
+    predict: Callable[[Any, np.ndarray], Output] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,13 @@ class Machine(ABC):
     @abstractmethod
     def fidelity(self, pristine: Output, decoded: Output) -> Scores:
         """Agreement of the decoded image's output with the pristine image's, ``primary`` first."""
+
+    def predict_coded(
+        self, images: Sequence[np.ndarray], coded: Sequence[tuple[str, float]]
+    ) -> list[Output]:
+        """Outputs for decoded images whose (codec, bpp) is known. Plain machines ignore it;
+        codec-conditional adapted machines (``icm.adapt``) are told."""
+        return self.predict(images)
 
     def prepare(self, truths: Sequence[Truth]) -> None:
         """Called once with every dataset image's truth before predictions (e.g. CLIP builds

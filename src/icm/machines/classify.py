@@ -280,7 +280,16 @@ class EfficientNetLite(Classifier):
             prepare=self.preprocess,
             features=lambda module, x: module.extract_features(x),
             logits=lambda module, x: module(x),
+            predict=self._predict_with,
         )
+
+    def _predict_with(self, module: Any, rgb: np.ndarray) -> Output:
+        import torch
+
+        with torch.inference_mode():
+            logits = module(self.preprocess(rgb))
+            probs = torch.softmax(logits.double(), dim=1)[0]
+        return classification_output(probs.numpy())
 
     def features(self) -> Any:
         """The last convolutional feature map, before pooling: where the decision is made."""

@@ -13,6 +13,7 @@ MACHINES: dict[str, type[Machine]] = {}
 
 #: concrete names shown by ``icm machines`` and used by the default bench
 KNOWN_MODELS: dict[str, list[str]] = {}
+ADAPTER_MARKER = "+adapter="
 
 
 class UnknownMachineError(IcmError):
@@ -52,7 +53,15 @@ def parse_machine(text: str) -> MachineSpec:
 
 
 def get_machine(text: str) -> Machine:
-    """Instantiate a machine by name; unknown or unusable ones raise a one-line error."""
+    """Instantiate a machine by name; unknown or unusable ones raise a one-line error.
+
+    ``MACHINE+adapter=PATH`` is the machine with a codec-conditional adapter (``icm.adapt``).
+    """
+    base, marker, adapter = text.partition(ADAPTER_MARKER)
+    if marker:
+        from icm.adapt.machine import AdaptedMachine
+
+        return AdaptedMachine(get_machine(base), adapter.strip())
     spec = parse_machine(text)
     cls = MACHINES.get(spec.family)
     if cls is None:
