@@ -1,4 +1,5 @@
-"""``icm``: codecs, encode, decode, info, demo; bench, report, machines (in ``cli.bench``).
+"""``icm``: codecs, encode, importance, decode, info, demo; bench, report, machines (in
+``cli.bench``); adapt train/info (in ``cli.adapt``).
 
 Each command parses, calls ``icm.coding`` (or the registry), and prints a rich table or, with
 ``--json``, one JSON document on stdout. Problems with the user's input are ``IcmError``s: the
