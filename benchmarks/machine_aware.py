@@ -18,7 +18,11 @@ with a 90% bootstrap interval over images, the human-quality cost (BD-PSNR at eq
 and the encode-time overhead (median encode time incl. maps and models / plain's). Writes
 ``benchmarks/results/machine_aware.json``; reports land in each run folder.
 
-    python benchmarks/machine_aware.py [--stages strength,classify,detect,ocr] [--workers 2]
+    python benchmarks/machine_aware.py [--stages strength,classify,detect,ocr,overhead]
+
+``overhead`` times ``encode_image`` in-process (4 Kodak photos, best of 3, models warm): the
+encode-time cost of each tool on a quiet machine, which ledger times (taken by workers under
+whatever load the run had) cannot give.
 """
 
 from __future__ import annotations
@@ -171,6 +175,42 @@ def _time_ratio(plain: list[dict], variant: list[dict]) -> float | None:
     return once["variant"] / once["plain"]
 
 
+def measure_overhead(kodak: Path, images: int = 4, repeats: int = 3) -> list[dict]:
+    """Encode time of each variant vs plain, in this process on a quiet machine: the minimum
+    of ``repeats`` runs of ``encode_image`` (map, applier and encode; models warm) per image,
+    then the median over images. Ledger times mix runs made under different loads."""
+    from icm.codecs import get_codec
+    from icm.coding import encode_image
+    from icm.image import load_image
+
+    photos = [load_image(path) for path in sorted(kodak.glob("*.png"))[:images]]
+    variants = ("", "+saliency", "+sensitivity", "+fit=classify", "+fit=classify+sensitivity",
+                "+fit=detect+saliency")
+    results = []
+    for codec in CODECS:
+        level = LEVELS[codec][len(LEVELS[codec]) // 2]
+        get_codec(codec)
+        medians = {}
+        for tool in variants:
+            point = parse_point(f"{codec}{tool}@{level}")
+            encode_image(photos[0], point)  # warm: models load once per process
+            per_image = []
+            for photo in photos:
+                runs = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    encode_image(photo, point)
+                    runs.append((time.perf_counter() - start) * 1e3)
+                per_image.append(min(runs))
+            medians[tool] = statistics.median(per_image)
+        for tool, ms in medians.items():
+            results.append({"codec": codec, "variant": f"{codec}{tool}", "level": level,
+                            "encode_ms": ms, "ratio": ms / medians[""]})
+        print(f"{codec:14} " + "  ".join(f"{t or 'plain'} {m:.0f} ms ({m / medians['']:.2f}x)"
+                                          for t, m in medians.items()))
+    return results
+
+
 def _progress(name: str):
     def show(stage: str, done: int, total: int) -> None:
         print(f"\r{name}: {stage} {done}/{total}   ", end="", file=sys.stderr)
@@ -193,27 +233,30 @@ def print_table(result: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stages", default="strength,classify,detect,ocr")
+    parser.add_argument("--stages", default="strength,classify,detect,ocr,overhead")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=HERE / "runs")
     parser.add_argument("--kodak", type=Path, default=KODAK)
     args = parser.parse_args()
     names = [name.strip() for name in args.stages.split(",") if name.strip()]
-    unknown = [name for name in names if name not in STAGES]
+    unknown = [name for name in names if name not in (*STAGES, "overhead")]
     if unknown:
         print(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}",
               file=sys.stderr)
         return 2
-    if not args.kodak.is_dir() and any("images" not in STAGES[n] for n in names):
+    if not args.kodak.is_dir() and any("images" not in STAGES.get(n, {}) for n in names):
         print(f"{args.kodak}: no such folder (Kodak lives in ../shared/data/kodak)",
               file=sys.stderr)
         return 2
     out = HERE / "results" / "machine_aware.json"
     saved = json.loads(out.read_text()) if out.exists() else {"stages": {}}
     for name in names:
-        result = run_stage(name, STAGES[name], args.runs, args.kodak, args.workers)
-        print_table(result)
-        saved["stages"][name] = result
+        if name == "overhead":
+            saved["overhead"] = measure_overhead(args.kodak)
+        else:
+            result = run_stage(name, STAGES[name], args.runs, args.kodak, args.workers)
+            print_table(result)
+            saved["stages"][name] = result
         saved.update(command="python " + " ".join(sys.argv), platform=platform.platform())
         write_atomic(out, json.dumps(saved, indent=1, default=str).encode())
     print(f"\nwrote {out}")
