@@ -13,7 +13,7 @@ after each adapter, the BD-metric gain (top-1 at equal bpp), and the share of th
 that is generalization gap (recovered by the adapter). Writes
 ``benchmarks/results/adapters.json``; the bench report (with the gap plot) lands in the run.
 
-    python benchmarks/adapters.py [--steps 250] [--workers 2]
+    python benchmarks/adapters.py [--steps 250] [--kl 0] [--workers 2] [--runs DIR --tag -x]
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ ADAPTERS = {
 }
 
 
-def train_all(runs: Path, steps: int) -> dict[str, dict]:
+def train_all(runs: Path, steps: int, kl_weight: float) -> dict[str, dict]:
     listing = runs / "train.txt"
     paths = sorted(p for name in ("cbsd68", "mcmaster") for p in (SHARED / name).rglob("*")
                    if p.suffix.lower() in (".png", ".tif", ".tiff", ".bmp", ".jpg"))
@@ -62,7 +62,7 @@ def train_all(runs: Path, steps: int) -> dict[str, dict]:
         if not out.exists():
             result = train_adapter(TrainConfig(
                 machine=MACHINE, images=str(listing), out=out, steps=steps, batch=8,
-                **settings), _progress(name))
+                kl_weight=kl_weight, **settings), _progress(name))
             print(file=sys.stderr)
             losses = result.losses
             trained[name] = {"path": str(out), "train_s": time.perf_counter() - start,
@@ -142,9 +142,11 @@ def _progress(name: str):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=250)
+    parser.add_argument("--kl", type=float, default=0.0, help="logit KL weight")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=HERE / "runs" / "adapters")
     parser.add_argument("--kodak", type=Path, default=SHARED / "kodak")
+    parser.add_argument("--tag", default="", help="suffix of the results file name")
     args = parser.parse_args()
     for folder in (args.kodak, SHARED / "cbsd68", SHARED / "mcmaster"):
         if not folder.is_dir():
@@ -153,13 +155,14 @@ def main() -> int:
             return 2
     args.runs.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    trained = train_all(args.runs, args.steps)
+    trained = train_all(args.runs, args.steps, args.kl)
     results = evaluate(args.runs, args.kodak, trained, args.workers)
     print_tables(results)
     report = {"command": "python " + " ".join(sys.argv), "platform": platform.platform(),
-              "device": "cpu", "steps": args.steps, "wall_s": time.perf_counter() - start,
+              "device": "cpu", "steps": args.steps, "kl_weight": args.kl,
+              "wall_s": time.perf_counter() - start,
               "trained": trained, "results": results}
-    out = HERE / "results" / "adapters.json"
+    out = HERE / "results" / f"adapters{args.tag}.json"
     write_atomic(out, json.dumps(report, indent=1, default=str).encode())
     print(f"\nwrote {out}")
     return 0
