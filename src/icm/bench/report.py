@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from icm.bench.analysis import (
+    ADAPTER_MARKER,
     BDEntry,
     CurvePoint,
     GapEntry,
@@ -430,14 +431,15 @@ def _gap_section(run: _RunData, out: _Output, colours) -> list[Block]:
              "the adapter recovers, which came from the model not being used to artefacts, "
              "not from missing bits."),
     ]
-    for adapted in dict.fromkeys(e.adapted for e in entries):
+    for index, adapted in enumerate(dict.fromkeys(e.adapted for e in entries), 1):
         mine = [e for e in entries if e.adapted == adapted]
         share = recovered_share(mine)
         blocks.append(Para(f"{adapted}: generalization gap = "
                            + ("n/a" if share is None else f"{share:.0%}")
                            + " of the total gap, over all its points."))
-        name = f"plots/gap-{_slug(adapted)[:60]}.png"
-        png = _gap_plot(mine, adapted, colours)
+        adapter_file = Path(adapted.partition(ADAPTER_MARKER)[2]).stem
+        name = f"plots/gap-{index}-{_slug(adapter_file)[:40]}.png"  # one file per adapter
+        png = _gap_plot(mine, f"{mine[0].machine} with adapter {adapter_file}", colours)
         out.write(name, png)
         blocks.append(Figure(name, png, f"Gap decomposition: {adapted}"))
         blocks.append(Table(
@@ -453,6 +455,7 @@ def _gap_plot(entries: list[GapEntry], title: str, colours) -> bytes:
     between them is the generalization gap."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure as MplFigure
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     figure = MplFigure(figsize=(7.2, 4.6), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)
@@ -468,6 +471,8 @@ def _gap_plot(entries: list[GapEntry], title: str, colours) -> bytes:
         axes.fill_between(rates, [e.information for e in mine], [e.total for e in mine],
                           color=colour, alpha=0.15)
     axes.set_xscale("log")
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xlabel(BPP_LABEL)
     axes.set_ylabel("gap (1 - fidelity)")
     axes.set_title(title[:90], fontsize=9)
