@@ -455,7 +455,7 @@ def _gap_plot(entries: list[GapEntry], title: str, colours) -> bytes:
     between them is the generalization gap."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure as MplFigure
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     figure = MplFigure(figsize=(7.2, 4.6), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)
@@ -471,6 +471,8 @@ def _gap_plot(entries: list[GapEntry], title: str, colours) -> bytes:
         axes.fill_between(rates, [e.information for e in mine], [e.total for e in mine],
                           color=colour, alpha=0.15)
     axes.set_xscale("log")
+    rates = [e.bpp for e in entries]
+    axes.xaxis.set_major_locator(LogLocator(subs=_log_ticks(max(rates) / min(rates))))
     axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xlabel(BPP_LABEL)
