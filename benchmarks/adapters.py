@@ -50,13 +50,14 @@ ADAPTERS = {
 }
 
 
-def train_all(runs: Path, steps: int, kl_weight: float) -> dict[str, dict]:
+def train_all(runs: Path, steps: int, kl_weight: float, names: list[str]) -> dict[str, dict]:
     listing = runs / "train.txt"
     paths = sorted(p for name in ("cbsd68", "mcmaster") for p in (SHARED / name).rglob("*")
                    if p.suffix.lower() in (".png", ".tif", ".tiff", ".bmp", ".jpg"))
     write_atomic(listing, "\n".join(str(p) for p in paths).encode())
     trained = {}
-    for name, settings in ADAPTERS.items():
+    for name in names:
+        settings = ADAPTERS[name]
         out = runs / f"{name}.safetensors"
         start = time.perf_counter()
         if not out.exists():
@@ -112,17 +113,18 @@ def _bd_gain(base, test) -> float | None:
 
 
 def print_tables(results: dict) -> None:
+    adapters = [name for name in ADAPTERS if name in results]
     for codec in TEST_LEVELS:
         print(f"\n## {codec}: top-1 agreement with the pristine prediction (Kodak, 24 photos)")
-        names = ["plain", *ADAPTERS]
+        names = ["plain", *adapters]
         print(f"{'bpp':>7} " + " ".join(f"{n:>14}" for n in names))
         for index, (bpp, top1) in enumerate(results["plain"][codec]):
             cells = [f"{top1:14.3f}"] + [
-                f"{results[n]['curves'][codec][index][1]:14.3f}" for n in ADAPTERS]
+                f"{results[n]['curves'][codec][index][1]:14.3f}" for n in adapters]
             print(f"{bpp:7.3f} " + " ".join(cells))
     print(f"\n{'adapter':14} " + " ".join(f"{c + ' BD-top1':>14} {c + ' gen.share':>15}"
                                           for c in TEST_LEVELS) + "  all gen.share")
-    for name in ADAPTERS:
+    for name in adapters:
         cells = []
         for codec in TEST_LEVELS:
             gain = results[name]["bd_top1_gain"].get(codec)
@@ -147,6 +149,7 @@ def main() -> int:
     parser.add_argument("--runs", type=Path, default=HERE / "runs" / "adapters")
     parser.add_argument("--kodak", type=Path, default=SHARED / "kodak")
     parser.add_argument("--tag", default="", help="suffix of the results file name")
+    parser.add_argument("--adapters", default=",".join(ADAPTERS), help="which to train")
     args = parser.parse_args()
     for folder in (args.kodak, SHARED / "cbsd68", SHARED / "mcmaster"):
         if not folder.is_dir():
@@ -155,7 +158,12 @@ def main() -> int:
             return 2
     args.runs.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    trained = train_all(args.runs, args.steps, args.kl)
+    names = [n.strip() for n in args.adapters.split(",") if n.strip()]
+    if unknown := [n for n in names if n not in ADAPTERS]:
+        print(f"unknown adapter(s) {', '.join(unknown)}; known: {', '.join(ADAPTERS)}",
+              file=sys.stderr)
+        return 2
+    trained = train_all(args.runs, args.steps, args.kl, names)
     results = evaluate(args.runs, args.kodak, trained, args.workers)
     print_tables(results)
     report = {"command": "python " + " ".join(sys.argv), "platform": platform.platform(),
