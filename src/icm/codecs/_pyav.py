@@ -36,9 +36,11 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
+from icm.codecs.base import Knob
 from icm.errors import IcmError
 
 #: The colour conversion shared by every video codec here (see the module docstring).
@@ -364,3 +366,32 @@ def encoder_banner(
     stop = data.find(end, start)
     text = data[start : stop if stop > start else start + 80]
     return text.decode("ascii", "replace").strip()
+
+
+class CrfRegions:
+    """What x265's and x264's CRF-mode codecs share: the CRF knob, the ``addroi`` filter they
+    need, and delta-QP maps turned into region offsets (see :func:`x26x_regions`).
+
+    Mixed in before the fixed-QP codec class, whose ``_encode`` asks ``_regions``; the codec
+    says how low its QPs go (``lowest_qp``: x264 counts high-depth QPs below 0).
+    """
+
+    knob = Knob("crf", 0, 51, rate_rises=False, meaning="CRF; a lone picture codes at QP = crf")
+    supports_delta_qp = True
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return super().unavailable_reason() or pyav_filter_unavailable("buffer", "addroi")
+
+    @staticmethod
+    def lowest_qp(bit_depth: int) -> int:
+        return 0
+
+    def _regions(self, rgb: np.ndarray, value: float, options: Mapping[str, Any]) -> list[Region]:
+        delta_qp = options.get("delta_qp")
+        if delta_qp is None:
+            return []
+        height, width = rgb.shape[:2]
+        bit_depth = options["bit_depth"]
+        return x26x_regions(delta_qp, width, height, int(value), bit_depth,
+                            self.lowest_qp(bit_depth))

@@ -44,14 +44,13 @@ from icm.codecs._pyav import (
     X26X_CRF_AQ,
     X26X_PRESETS,
     YUV_FORMATS,
+    CrfRegions,
     Region,
     encoder_banner,
     pyav_decode,
     pyav_encode,
-    pyav_filter_unavailable,
     pyav_unavailable,
     pyav_version,
-    x26x_regions,
 )
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
@@ -112,7 +111,7 @@ class AvcCodec(Codec):
 
 
 @register_codec
-class AvcCrfCodec(AvcCodec):
+class AvcCrfCodec(CrfRegions, AvcCodec):
     """x264 as ``avc``, in CRF mode so that it takes a delta-QP map (module docstring).
 
     ``delta_qp`` (rows x cols of ints, any grid size) is scaled to the frame's macroblocks and
@@ -121,28 +120,17 @@ class AvcCrfCodec(AvcCodec):
     """
 
     name = "avc-crf"
-    knob = Knob("crf", 0, 51, rate_rises=False, meaning="CRF; a lone picture codes at QP = crf")
     typical_level = "crf26"
     ladder = tuple(level.replace("qp", "crf") for level in AvcCodec.ladder)
     summary = "AVC/H.264 intra picture, x264 in CRF mode, delta-QP maps as region offsets"
-    supports_delta_qp = True
 
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        return super().unavailable_reason() or pyav_filter_unavailable("buffer", "addroi")
+    @staticmethod
+    def lowest_qp(bit_depth: int) -> int:
+        return -6 * (bit_depth - 8)  # x264 counts high-depth QPs from -QpBdOffset
 
     def _rate_control(self, value: float, bit_depth: int) -> dict[str, str]:
         # CRF is on the 8-bit scale at every depth: crf30 is QP 30 at 10 bits too (measured)
         return {"crf": str(int(value)), "x264-params": f"ipratio=1:mbtree=0:{X26X_CRF_AQ}"}
-
-    def _regions(self, rgb: np.ndarray, value: float, options: Mapping[str, Any]) -> list[Region]:
-        delta_qp = options.get("delta_qp")
-        if delta_qp is None:
-            return []
-        height, width = rgb.shape[:2]
-        bit_depth = options["bit_depth"]
-        lowest_qp = -6 * (bit_depth - 8)
-        return x26x_regions(delta_qp, width, height, int(value), bit_depth, lowest_qp)
 
 
 def strip_sei_containing(data: bytes, marker: bytes) -> bytes:

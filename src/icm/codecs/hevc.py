@@ -49,15 +49,14 @@ from icm.codecs._pyav import (
     X26X_CRF_AQ,
     X26X_PRESETS,
     YUV_FORMATS,
+    CrfRegions,
     Region,
     encoder_banner,
     pad_to_at_least,
     pyav_decode,
     pyav_encode,
-    pyav_filter_unavailable,
     pyav_unavailable,
     pyav_version,
-    x26x_regions,
 )
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
@@ -121,7 +120,7 @@ class HevcCodec(Codec):
 
 
 @register_codec
-class HevcCrfCodec(HevcCodec):
+class HevcCrfCodec(CrfRegions, HevcCodec):
     """x265 as ``hevc``, in CRF mode so that it takes a delta-QP map (module docstring).
 
     ``delta_qp`` (rows x cols of ints, any grid size) is scaled to the frame's 16x16 blocks and
@@ -130,25 +129,12 @@ class HevcCrfCodec(HevcCodec):
     """
 
     name = "hevc-crf"
-    knob = Knob("crf", 0, 51, rate_rises=False, meaning="CRF; a lone picture codes at QP = crf")
     typical_level = "crf24"
     ladder = tuple(level.replace("qp", "crf") for level in _LADDER)
     summary = "HEVC/H.265 intra picture, x265 in CRF mode, delta-QP maps as region offsets"
-    supports_delta_qp = True
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        return super().unavailable_reason() or pyav_filter_unavailable("buffer", "addroi")
 
     def _rate_control(self, value: float) -> list[str]:
         return [f"crf={int(value)}", "cutree=0", X26X_CRF_AQ, "qg-size=16"]
-
-    def _regions(self, rgb: np.ndarray, value: float, options: Mapping[str, Any]) -> list[Region]:
-        delta_qp = options.get("delta_qp")
-        if delta_qp is None:
-            return []
-        height, width = rgb.shape[:2]
-        return x26x_regions(delta_qp, width, height, int(value), options["bit_depth"], 0)
 
 
 @register_codec
