@@ -204,3 +204,17 @@ def test_bench_reads_through_an_adapter_and_the_report_splits_the_gap(tmp_path):
         assert gap.generalization == pytest.approx(gap.total - gap.information)
     report = (write_report(out).markdown).read_text()
     assert "Information and generalization gaps" in report
+
+
+@lite0
+def test_adapt_train_command_writes_an_adapter_and_reports_json(tmp_path, monkeypatch, capsys):
+    import json
+
+    out = tmp_path / "cli.safetensors"
+    code, stdout, _ = icm(monkeypatch, capsys, "adapt", "train", "--out", out, "--codecs",
+                          "jpeg", "--limit", "1", "--steps", "2", "--batch", "1", "--json")
+    assert code == 0
+    record = json.loads(stdout)
+    assert record["steps"] == 2 and record["pairs"] == 4 and out.exists()
+    code, stdout, _ = icm(monkeypatch, capsys, "adapt", "info", out)
+    assert json.loads(stdout)["codecs"] == ["jpeg"]

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from icm.cli.views import progress_bar
+from icm.cli.views import progress_bar, stage_reporter
 
 
 def register(app: typer.Typer, out: Console, err: Console) -> None:
@@ -50,12 +50,7 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
             batch=batch, lr=lr, kl_weight=kl_weight, limit=limit,
         )
         with progress_bar(err, disable=as_json) as progress:
-            tasks: dict[str, int] = {}
-
-            def show(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = progress.add_task(stage, total=total)
-                progress.update(tasks[stage], completed=done, total=total)
+            show = stage_reporter(progress)
 
             result = train_adapter(config, show)
         record = {

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from icm.cli.views import progress_bar
+from icm.cli.views import progress_bar, stage_reporter
 from icm.errors import IcmError
 
 
@@ -68,12 +68,7 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
             anchor=anchor, out=run_dir, workers=workers, limit=limit,
         )
         with progress_bar(err, disable=as_json) as progress:
-            tasks: dict[str, int] = {}
-
-            def show(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = progress.add_task(stage, total=total)
-                progress.update(tasks[stage], completed=done, total=total)
+            show = stage_reporter(progress)
 
             outcome = run_bench(config, show)
         for problem in outcome.skipped:

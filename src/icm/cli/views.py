@@ -132,6 +132,19 @@ def progress_bar(console: Console, disable: bool = False) -> Progress:
     )
 
 
+def stage_reporter(progress: Progress):
+    """A ``(stage, done, total)`` callback that keeps one bar per stage, for long jobs that
+    report in stages (bench: pristine, codecs; adapter training: coding, training)."""
+    tasks: dict[str, Any] = {}
+
+    def show(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return show
+
+
 def run_demo(codecs: list[str] | None, bpp: float, quiet: bool, console: Console) -> list[dict]:
     """Every bundled photo x every available codec at ``bpp``: real bytes, PSNR, MS-SSIM."""
     names = codecs or [n for n in DEMO_CODECS if n in CODECS and not CODECS[n].unavailable_reason()]
