@@ -113,11 +113,11 @@ def make_pairs(parts: Any, images: str, config: TrainConfig, kinds: Sequence[str
     total, done = len(dataset) * len(jobs), 0
     for image in dataset:
         pixels = image.load()
-        pristine = parts.prepare(pixels)[0]
+        pristine = parts.prepare_image(pixels)[0]
         for codec_name, level in jobs:
             codec = get_codec(codec_name)
             bitstream = codec.encode(pixels, level)
-            decoded = parts.prepare(codec.decode(bitstream))[0]
+            decoded = parts.prepare_image(codec.decode(bitstream))[0]
             pairs.append(Pair(pristine, decoded, Condition(codec_name, bitstream.bpp)))
             done += 1
             if progress:

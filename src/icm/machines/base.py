@@ -63,17 +63,30 @@ class InputProfile:
 class TorchParts:
     """A machine's torch model in pieces, for training adapters on it (``icm.adapt``).
 
-    ``prepare`` turns one RGB uint8 image into the model's (1, 3, H, W) input tensor;
+    ``prepare`` turns a (1, 3, H, W) float RGB tensor in 0..255, at any size, into the model's
+    input, differentiably (feature-sensitivity maps differentiate through it);
     ``features(module, x)`` and ``logits(module, x)`` run the given module (the machine's own,
     or an adapted copy) on prepared inputs.
     """
 
     module: Any
-    prepare: Callable[[np.ndarray], Any]
+    prepare: Callable[[Any], Any]
     features: Callable[[Any, Any], Any]
     logits: Callable[[Any, Any], Any] | None = None
     #: the machine's output for one image, computed with the given module
     predict: Callable[[Any, np.ndarray], Output] | None = None
+
+    def prepare_image(self, rgb: np.ndarray) -> Any:
+        """One (H, W, 3) uint8 RGB image -> the model's (1, 3, h, w) input."""
+        import torch
+
+        pixels = torch.from_numpy(np.array(rgb, dtype=np.float32))
+        return self.prepare(pixels.permute(2, 0, 1)[None])
+
+    def features_of(self, x: Any) -> Any:
+        """The machine's own features of a raw 0..255 tensor (what sensitivity maps
+        differentiate)."""
+        return self.features(self.module, self.prepare(x))
 
 
 @dataclass(frozen=True)
@@ -153,14 +166,9 @@ class Machine(ABC):
         height, width = image.shape[:2]
         return self.profile.fit(width, height)
 
-    def features(self) -> Callable[[Any], Any] | None:
-        """A differentiable torch function from a (1, 3, H, W) float RGB tensor in 0..255 at
-        any size to the features this machine decides from, or None when it has none (ncnn
-        and ONNX models). Feature-sensitivity importance maps differentiate through it."""
-        return None
-
     def torch_parts(self) -> TorchParts | None:
-        """The model as :class:`TorchParts`, or None for non-torch machines (ncnn, ONNX)."""
+        """The model as :class:`TorchParts` (for adapters and feature-sensitivity maps), or
+        None for non-torch machines (ncnn, ONNX)."""
         return None
 
     def default_importance(self) -> str:

@@ -277,7 +277,7 @@ class EfficientNetLite(Classifier):
     def torch_parts(self) -> TorchParts:
         return TorchParts(
             module=self._load(),
-            prepare=self.preprocess,
+            prepare=self.preprocess_tensor,
             features=lambda module, x: module.extract_features(x),
             logits=lambda module, x: module(x),
             predict=self._predict_with,
@@ -290,11 +290,6 @@ class EfficientNetLite(Classifier):
             logits = module(self.preprocess(rgb))
             probs = torch.softmax(logits.double(), dim=1)[0]
         return classification_output(probs.numpy())
-
-    def features(self) -> Any:
-        """The last convolutional feature map, before pooling: where the decision is made."""
-        model = self._load()
-        return lambda x: model.extract_features(self.preprocess_tensor(x))
 
     def fingerprint(self) -> str:
         return (
@@ -353,15 +348,12 @@ class ClassifyMachine(Machine):
     def accuracy(self, output: Output, truth: Truth) -> Scores | None:
         return classification_accuracy(output, truth)
 
-    def features(self) -> Any:
-        return getattr(self.backend, "features", lambda: None)()
-
     def torch_parts(self) -> TorchParts | None:
         return getattr(self.backend, "torch_parts", lambda: None)()
 
     def default_importance(self) -> str:
         """Feature sensitivity for torch back-ends; model-free saliency for the ncnn one."""
-        return f"sensitivity={self.name}" if hasattr(self.backend, "features") else "saliency"
+        return f"sensitivity={self.name}" if hasattr(self.backend, "torch_parts") else "saliency"
 
     def tag(self, image: np.ndarray, count: int) -> tuple[str, list[int]] | None:
         """Top-``count`` ImageNet class ids (vocabulary ``in1k``: 1000 ids, 10 bits each)."""

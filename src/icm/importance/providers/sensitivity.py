@@ -1,6 +1,6 @@
 """``sensitivity=<machine>``: where degrading the image moves the machine's features most.
 
-For any machine with differentiable features (``Machine.features``; EfficientNet-Lite0 here,
+For any machine with a torch model (``Machine.torch_parts``; EfficientNet-Lite0 here,
 any torch vision encoder through :func:`feature_sensitivity`), the image is blended with a
 degraded copy under a per-block mask ``m``: ``x(m) = x + m * (degrade(x) - x)``. The feature
 distortion ``D(m) = |f(x(m)) - f(x)|^2 / |f(x)|^2`` is 0 at ``m = 0`` and grows as blocks
@@ -68,13 +68,13 @@ class SensitivityProvider(ImportanceProvider):
         return self._machine
 
     def compute(self, image: np.ndarray, block: int = DEFAULT_BLOCK) -> ImportanceMap:
-        features = self.machine().features()
-        if features is None:
+        parts = self.machine().torch_parts()
+        if parts is None:
             raise UnknownImportanceError(
                 f"importance sensitivity: machine {self.machine().name} has no differentiable "
                 "features (torch models do; ncnn/ONNX ones do not)"
             )
-        scores = feature_sensitivity(features, image, block)
+        scores = feature_sensitivity(parts.features_of, image, block)
         params = {"machine": self.machine().name, "blur_sigma": BLUR_SIGMA, "steps": len(STEPS)}
         height, width = image.shape[:2]
         return ImportanceMap(normalise(scores), block, width, height, self.full_name, params)
