@@ -174,7 +174,7 @@ class Recipe:
         count = int(self.tags.strength) if self.tags.strength is not None else DEFAULT_TAG_COUNT
         tagged = machine.tag(image, count)
         if tagged is None:
-            raise RecipeError(f"machine {machine.name} cannot tag images (classify and clip can)")
+            raise RecipeError(f"machine {machine.name} cannot tag images (classify machines can)")
         vocabulary, ids = tagged
         return Tags(vocabulary, tuple(ids))
 
@@ -251,8 +251,7 @@ def machine_tools(
     elif strength is not None:
         raise RecipeError("--strength needs an importance map (--for or --importance)")
     if tags:
-        tagger = target.name if target is not None and target.family in ("classify", "clip") \
-            else DEFAULT_TAGGER
+        tagger = target.name if target is not None and target.can_tag else DEFAULT_TAGGER
         tools.append(str(Tool(TAGS, tagger, float(tags))))
     return tuple(tools)
 

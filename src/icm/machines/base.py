@@ -117,6 +117,8 @@ class Machine(ABC):
     summary: ClassVar[str] = ""
     install_hint: ClassVar[str] = ""
     default_batch: ClassVar[int] = 8
+    #: whether :meth:`tag` gives labels for the semantic side channel
+    can_tag: ClassVar[bool] = False
 
     def __init__(self, spec: MachineSpec) -> None:
         self.spec = spec

@@ -323,6 +323,7 @@ class ClassifyMachine(Machine):
         "$ICM_MODELS_DIR/ncnn"
     )
     default_batch = 16
+    can_tag = True
 
     def __init__(self, spec: MachineSpec) -> None:
         super().__init__(spec)
