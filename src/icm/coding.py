@@ -140,9 +140,6 @@ def encode_image(
             original_size=(width, height) if prepared.resample else None,
             tags=prepared.tags,
         )
-        if "delta_qp" in header.options:  # the map is in the payload; its record is not needed
-            options = {k: v for k, v in header.options.items() if k != "delta_qp"}
-            header = replace(header, options=options)
         return container.pack(header, bitstream.data)
 
     if point.bpp is not None:

@@ -525,7 +525,8 @@ def header_for(
 
     OPTIONS gets ``bitstream.params`` minus the knob value (key ``knob_key``, by default the
     level's letters: ``qp`` for ``qp37``), minus ``chroma`` and ``bit_depth`` (FORMAT holds
-    them) and minus entries equal to ``defaults`` (pass the codec's option defaults so that
+    them), minus ``delta_qp`` (the map is coded in the payload; its record is for ledgers)
+    and minus entries equal to ``defaults`` (pass the codec's option defaults so that
     only the choices a user made cost bytes). Booleans are written ``true``/``false``.
 
     When the bitstream codes a resized image, pass ``resample`` (whose size must be the
@@ -536,7 +537,7 @@ def header_for(
     options = {
         name: _format_option(value)
         for name, value in bitstream.params.items()
-        if name not in (key, "chroma", "bit_depth")
+        if name not in (key, "chroma", "bit_depth", "delta_qp")
         and not (name in defaults and _same_option(value, defaults[name]))
     }
     width, height = bitstream.width, bitstream.height
