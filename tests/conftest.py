@@ -34,6 +34,19 @@ def png(tmp_path: Path, photo: np.ndarray) -> Path:
     return path
 
 
+@pytest.fixture
+def photo_folder(tmp_path: Path) -> Path:
+    """Three 128x96 crops of one photo as PNG files: a dataset folder for bench tests."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, (top, left) in {"a": (0, 0), "b": (100, 150), "c": (200, 80)}.items():
+        crop = sample_photo("astronaut")[top:top + 96, left:left + 128]
+        Image.fromarray(crop).save(folder / f"{name}.png")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():

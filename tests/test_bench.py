@@ -12,38 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 import fake_machines  # noqa: F401  (registers fake:*)
+from bench_helpers import rows_in, small_config
 from icm.bench import BenchConfig, ledger_path, run_bench
 from icm.bench.analysis import bd_table, curves, stability
 from icm.bench.ledger import Ledger
 from icm.errors import IcmError
-from icm.image import sample_photo
 
 TESTS = Path(__file__).parent
-
-
-@pytest.fixture
-def photo_folder(tmp_path) -> Path:
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for name, (top, left) in {"a": (0, 0), "b": (100, 150), "c": (200, 80)}.items():
-        crop = sample_photo("astronaut")[top:top + 96, left:left + 128]
-        Image.fromarray(crop).save(folder / f"{name}.png")
-    return folder
-
-
-def small_config(folder: Path, out: Path, **overrides) -> BenchConfig:
-    settings = dict(images=str(folder), codecs=("jpeg", "webp"), levels=(),
-                    machines=("fake:blocks",), out=out, workers=2)
-    settings.update(overrides)
-    return BenchConfig(**settings)
-
-
-def rows_in(out: Path) -> list[dict]:
-    with Ledger(ledger_path(out)) as ledger:
-        return ledger.rows()
 
 
 def test_grid_fills_the_ledger_once(photo_folder, tmp_path):
@@ -179,6 +156,7 @@ def test_unreadable_image_is_skipped_noted_and_the_rest_go_on(photo_folder, tmp_
     ({"machines": ("classify:nope-net",)}, "nope-net"),
     ({"machines": ("warp:drive",)}, "unknown machine family"),
     ({"codecs": ("mpeg2",)}, "unknown codec"),
+    ({"executor": "dask"}, "unknown executor 'dask'"),
     ({"levels": ("qp30",), "codecs": ("avif",)}, "avif: level 'qp30'"),
 ])
 def test_bad_arguments_fail_before_any_work(photo_folder, tmp_path, overrides, message):

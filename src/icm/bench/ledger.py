@@ -21,6 +21,8 @@ from icm.errors import IcmError
 
 SCHEMA_VERSION = 1
 TABLES = frozenset({"results", "pristine", "images", "bitstreams", "notes", "runs"})
+# Columns that differ between two runs of the same grid even when every result is the same.
+TIMINGS = frozenset({"encode_ms", "decode_ms", "predict_ms", "created_at"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -218,6 +220,13 @@ class Ledger:
         cursor = self.db.execute(f"SELECT * FROM {table}")
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, values, strict=True)) for values in cursor]
+
+    def snapshot(self) -> dict[str, list[tuple]]:
+        """Every table that holds results, sorted and without timings: two runs of one grid
+        (on any executor, resumed or not) must give equal snapshots."""
+        return {table: sorted(tuple(sorted((k, v) for k, v in row.items() if k not in TIMINGS))
+                              for row in self.rows(table))
+                for table in ("results", "bitstreams", "pristine", "images")}
 
     def count(self, table: str = "results") -> int:
         if table not in TABLES:

@@ -1,32 +1,30 @@
-"""Running a bench: plan against the ledger, fan out to worker processes, commit as results land.
+"""Running a bench: plan against the ledger, hand the work to an executor, commit as results land.
 
 The parent loads each image once to hash it (the cache key for everything derived from it),
-plans only the rows the ledger lacks, and starts workers only if there is work: re-running a
-finished grid does no codec or model work at all. Pristine outputs come first (once per image
-and machine, predicted twice to check stability), then one unit per (image, codec).
+plans only the rows the ledger lacks, and starts an executor only if there is work: re-running
+a finished grid does no codec or model work at all. Pristine outputs come first (once per image
+and machine, predicted twice to check stability), then one unit per (image, codec). The parent
+is the only writer of the ledger and the bitstream cache, whichever executor did the work.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from icm.bench.executors import Executor, WorkerLostError, get_executor
 from icm.bench.grid import expand_points, load_machines
 from icm.bench.ledger import Ledger
 from icm.bench.worker import (
     CodecJob,
     WorkerSetup,
     cache_key,
-    codec_unit,
+    cache_path,
     coding_version,
-    init_worker,
-    pristine_unit,
+    store_files,
 )
 from icm.errors import BadImageError, IcmError
 from icm.image import DEFAULT_MAX_PIXELS
@@ -44,9 +42,12 @@ class BenchConfig:
     machines: tuple[str, ...] = ()
     anchor: str = "jpeg"
     out: Path = Path("icm-bench")
-    workers: int = 0  # 0 = one per core
+    workers: int = 0  # 0 = one per core (local) or every CPU of the cluster (ray)
     limit: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS
+    executor: str = "local"
+    address: str = ""  # a Ray cluster to join (--executor ray); empty = a private local one
+    actors: int = 0  # copies of each machine on Ray (0 = one per GPU, or per 4 CPUs)
 
     def to_json(self) -> dict:
         return {key: (str(value) if isinstance(value, Path) else value)
@@ -80,6 +81,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOut
     from icm.bench.grid import default_machines
 
     started = time.perf_counter()
+    executor_class = get_executor(config.executor)  # an unknown name fails before any work
     points = expand_points(config.codecs, config.levels, config.bpp)
     machines = load_machines(config.machines or default_machines())
     dataset = open_dataset(config.images)
@@ -89,30 +91,35 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOut
     with Ledger(ledger_path(out)) as ledger:
         run_id = ledger.start_run(config.to_json())
         images = _register_images(dataset, ledger, config.max_pixels)
-        plan = _Plan(images, points, machines, ledger)
-        workers = min(config.workers or os.cpu_count() or 1, max(1, plan.unit_count()))
+        plan = _Plan(images, points, machines, ledger, out / "cache" / "bitstreams")
         setup = WorkerSetup(
             machine_names=tuple(m.name for m in machines),
             modules=_registering_modules(points, machines),
             truths=tuple(image.truth for image, _ in images if image.truth),
-            cache_dir=str(out / "cache" / "bitstreams"),
             max_pixels=config.max_pixels,
-            threads=max(1, (os.cpu_count() or 1) // workers),
+            threads=1,  # each executor splits the cores its own way
         )
-        added = pristine_added = 0
+        added = pristine_added = workers = 0
         work_ms = 0.0
         status = "interrupted"
         try:
             if plan.unit_count():
-                pristine_added, added, work_ms = _execute(plan, setup, workers, ledger, progress)
+                workers = _local_workers(config) if config.executor == "local" else config.workers
+                with executor_class(setup, min(workers, plan.unit_count()) if workers else 0,
+                                    config.address, config.actors) as executor:
+                    workers = executor.workers
+                    pristine_added, added, work_ms = _execute(plan, executor, ledger, progress)
             status = "finished"
         finally:
             wall = time.perf_counter() - started
-            started_workers = workers if plan.unit_count() else 0
-            ledger.finish_run(run_id, wall, work_ms / 1e3, added, status, started_workers)
+            ledger.finish_run(run_id, wall, work_ms / 1e3, added, status, workers)
         total = ledger.count("results")
     return BenchOutcome(out, total, added, pristine_added, wall, work_ms / 1e3,
-                        dataset.skipped, workers if plan.unit_count() else 0)
+                        dataset.skipped, workers)
+
+
+def _local_workers(config: BenchConfig) -> int:
+    return config.workers or os.cpu_count() or 1
 
 
 def _registering_modules(points, machines) -> tuple[str, ...]:
@@ -147,8 +154,9 @@ def _register_images(dataset: Dataset, ledger: Ledger, max_pixels: int):
 class _Plan:
     """What the ledger lacks: pristine outputs, and rows grouped into (image, codec) units."""
 
-    def __init__(self, images, points, machines, ledger: Ledger) -> None:
+    def __init__(self, images, points, machines, ledger: Ledger, cache_dir: Path) -> None:
         self.images, self.points, self.machines, self.ledger = images, points, machines, ledger
+        self.cache_dir = cache_dir
         self.fingerprints = {m.name: m.fingerprint() for m in machines}  # once, not per row
         self.versions = {str(p): coding_version(p) for p in points}
         done = ledger.done_keys()
@@ -191,26 +199,24 @@ class _Plan:
         pending = {point: tuple(n for n in names if n in pristine)
                    for point, names in pending.items()}
         cached = {}
-        for point in points:
+        for point in points:  # reuse a bitstream only when both its row and its file are here
             row = self.ledger.bitstream(cache_key(sha, point, self.versions[str(point)]))
-            if row is not None:
-                cached[str(point)] = row
+            path = None if row is None else cache_path(self.cache_dir, row.cache_key)
+            if path is not None and path.is_file():
+                cached[str(point)] = (row, path.read_bytes())
         return CodecJob(image, sha, points, pending, pristine, cached)
 
 
-def _execute(plan: _Plan, setup: WorkerSetup, workers: int, ledger: Ledger,
+def _execute(plan: _Plan, executor: Executor, ledger: Ledger,
              progress: Progress | None) -> tuple[int, int, float]:
     added = pristine_added = 0
     work_ms = 0.0
     report = progress or (lambda stage, done, total: None)
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=init_worker, initargs=(setup,))
     try:
         total = len(plan.pristine_todo)
         report("pristine", 0, total)
-        calls = ((pristine_unit, plan.images[i][0], plan.images[i][1], name)
-                 for i, name in plan.pristine_todo)
-        for done, row in enumerate(_bounded(pool, calls, 2 * workers), 1):
+        calls = ((plan.images[i][0], plan.images[i][1], name) for i, name in plan.pristine_todo)
+        for done, row in enumerate(executor.pristine(calls), 1):
             ledger.add_pristine(row)
             if not row.stable:
                 ledger.note(row.machine, f"unstable pristine output on {row.image_sha[:12]}")
@@ -219,35 +225,15 @@ def _execute(plan: _Plan, setup: WorkerSetup, workers: int, ledger: Ledger,
             report("pristine", done, total)
         total_rows, done_rows = plan.row_count(), 0
         report("codecs", 0, total_rows)
-        jobs = ((codec_unit, plan.job(unit)) for unit in plan.units)
-        for result in _bounded(pool, jobs, 2 * workers):
+        for result in executor.codec_units(plan.job(unit) for unit in plan.units):
+            store_files(plan.cache_dir, result.files)  # files first: a row never lacks its file
             added += ledger.add_unit(result.bitstreams, result.rows)
             for subject, message in result.notes:
                 ledger.note(subject, message)
             work_ms += result.work_ms
             done_rows += len(result.rows)
             report("codecs", done_rows, total_rows)
-    except BrokenProcessPool:
-        raise IcmError("a worker process died; every finished row is in the ledger: run the "
-                       "same command again to resume", ledger.path) from None
-    finally:
-        # On an error or Ctrl-C, drop queued units instead of waiting for them to run.
-        pool.shutdown(wait=True, cancel_futures=True)
+    except WorkerLostError as lost:
+        raise IcmError(f"{lost.problem}; every finished row is in the ledger: run the same "
+                       "command again to resume", ledger.path) from None
     return pristine_added, added, work_ms
-
-
-def _bounded(pool: ProcessPoolExecutor, calls: Iterator[tuple], in_flight: int) -> Iterator:
-    """Results of ``calls`` as they finish, with at most ``in_flight`` submitted at a time.
-
-    Jobs are built lazily (a codec job carries its image's pristine outputs), so memory stays
-    flat however large the grid, and an interrupted run has little queued work to drop.
-    """
-    pending: set[Future] = set()
-    for call in calls:
-        pending.add(pool.submit(*call))
-        if len(pending) >= in_flight:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            yield from (future.result() for future in finished)
-    while pending:
-        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-        yield from (future.result() for future in finished)

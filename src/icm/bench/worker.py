@@ -1,8 +1,11 @@
-"""Work done in the worker processes: pristine outputs, and one image through one codec.
+"""Work done on workers (local processes or Ray): pristine outputs, and one image through one
+codec in two stages, coding then reading, so an executor can run them in different places.
 
-Workers never write the ledger; they return rows and the parent commits them, one unit per
-transaction. They do write bitstream cache files, atomically and content-addressed, so two
-workers writing the same key write the same bytes.
+Workers write nothing: they return rows, bitstream files and notes, and the parent commits them
+(files first, then one ledger transaction per unit). So a cluster whose nodes share no disk
+still ends with every bitstream in the run folder, and a killed worker leaves nothing half-made.
+Pixels come either from the image's file (local workers see the dataset) or with the call
+(an executor whose workers may not see it ships them).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import importlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,6 @@ class WorkerSetup:
     machine_names: tuple[str, ...]
     modules: tuple[str, ...]  # modules that register the codecs and machines in use
     truths: tuple[Truth, ...]
-    cache_dir: str
     max_pixels: int
     threads: int
 
@@ -44,10 +46,16 @@ _state: dict[str, Any] = {}
 
 
 def init_worker(setup: WorkerSetup) -> None:
-    """Process initialiser: bound math threads, then build (but do not load) the machines."""
+    """Bound math threads, import the registering modules, and forget loaded machines.
+
+    Idempotent for the same setup, so a long-lived worker (a Ray worker process runs many tasks)
+    pays for it once.
+    """
+    if _state.get("setup") == setup:
+        return
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[variable] = str(setup.threads)
-    for module in setup.modules:  # a spawned worker only knows what its imports registered
+    for module in setup.modules:  # a fresh worker only knows what its imports registered
         importlib.import_module(module)
     _state["setup"] = setup
     _state["machines"] = {}
@@ -62,9 +70,14 @@ def machine(name: str) -> Machine:
     return machines[name]
 
 
-def pristine_unit(image: DatasetImage, image_sha: str, name: str) -> PristineRow:
+def _pixels_of(image: DatasetImage, pixels: np.ndarray | None) -> np.ndarray:
+    return image.load(_state["setup"].max_pixels) if pixels is None else pixels
+
+
+def pristine_unit(image: DatasetImage, image_sha: str, name: str,
+                  pixels: np.ndarray | None = None) -> PristineRow:
     """The machine's output on the pristine image, predicted twice to check it is stable."""
-    pixels = image.load(_state["setup"].max_pixels)
+    pixels = _pixels_of(image, pixels)
     model = machine(name)
     start = time.perf_counter()
     first = model.predict([pixels])[0]
@@ -93,47 +106,73 @@ class CodecJob:
     points: tuple[CodecPoint, ...]
     pending: dict[str, tuple[str, ...]]
     pristine: dict[str, dict[str, Any]]  # machine name -> pristine output
-    cached: dict[str, BitstreamRow]  # point -> bitstream already in the ledger and cache
+    cached: dict[str, tuple[BitstreamRow, bytes]]  # point -> bitstream already coded
+
+    @property
+    def readers(self) -> tuple[str, ...]:
+        """The machines with something to read in this job, in a stable order."""
+        return tuple(dict.fromkeys(n for names in self.pending.values() for n in names))
+
+
+@dataclass
+class CodedPoints:
+    """The coding stage's output: what the parent stores, and what the machines read."""
+
+    bitstreams: list[BitstreamRow]  # newly coded, for the ledger
+    files: dict[str, bytes]  # cache key -> .icm bytes of the new bitstreams, for the cache
+    coded: dict[str, BitstreamRow]  # point -> its bitstream, new or cached
+    notes: list[tuple[str, str]]  # (subject, message): points that could not be coded
+    work_ms: float
 
 
 @dataclass
 class CodecJobResult:
     bitstreams: list[BitstreamRow]
+    files: dict[str, bytes]
     rows: list[ResultRow]
     work_ms: float
-    notes: list[tuple[str, str]]  # (subject, message): points that could not be coded
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
 
-def codec_unit(job: CodecJob) -> CodecJobResult:
-    """Encode (or reuse) each point, decode, and let every pending machine read the result."""
-    pixels = job.image.load(_state["setup"].max_pixels)
+def codec_unit(job: CodecJob, pixels: np.ndarray | None = None) -> CodecJobResult:
+    """Both stages in one place: code every point, then let each pending machine read it."""
+    coded, decoded = code_points(job, pixels)
+    rows: list[ResultRow] = []
+    work_ms = coded.work_ms
+    for name in job.readers:
+        read, predict_ms = read_points(job, coded.coded, decoded, name)
+        rows += read
+        work_ms += predict_ms
+    return CodecJobResult(coded.bitstreams, coded.files, rows, work_ms, coded.notes)
+
+
+def code_points(job: CodecJob, pixels: np.ndarray | None = None
+                ) -> tuple[CodedPoints, dict[str, np.ndarray]]:
+    """Encode (or decode the cached bitstream of) each point: (what to store, decoded images)."""
+    pixels = _pixels_of(job.image, pixels)
     decoded: dict[str, np.ndarray] = {}
     coded: dict[str, BitstreamRow] = {}
-    new_bitstreams, notes = [], []
+    bitstreams, files, notes = [], {}, []
     for point in job.points:
         key = str(point)
-        row = job.cached.get(key)
         try:
-            image, fresh = _code_point(pixels, point, job.image_sha, row)
+            if key in job.cached:
+                row, data = job.cached[key]
+                decoded[key] = decode_bytes(data)
+            else:
+                decoded[key], row, data = _code_point(pixels, point, job.image_sha)
+                bitstreams.append(row)
+                files[row.cache_key] = data
         except IcmError as exc:  # e.g. a bpp target this codec cannot reach on this image
             notes.append((f"{job.image.id} {key}", exc.problem))
             continue
-        decoded[key] = image
-        coded[key] = fresh
-        if row is None:
-            new_bitstreams.append(fresh)
-    rows, predict_total = _read_decoded(job, decoded, coded) if decoded else ([], 0.0)
-    work_ms = predict_total + sum(b.encode_ms + b.decode_ms for b in new_bitstreams)
-    return CodecJobResult(new_bitstreams, rows, work_ms, notes)
+        coded[key] = row
+    work_ms = sum(b.encode_ms + b.decode_ms for b in bitstreams)
+    return CodedPoints(bitstreams, files, coded, notes, work_ms), decoded
 
 
-def _code_point(pixels, point, image_sha, cached: BitstreamRow | None):
-    """Decode the cached bitstream, or encode now and cache it; return (decoded, row)."""
+def _code_point(pixels, point, image_sha) -> tuple[np.ndarray, BitstreamRow, bytes]:
     version = coding_version(point)
-    key = cache_key(image_sha, point, version)
-    path = cache_path(Path(_state["setup"].cache_dir), key)
-    if cached is not None and path.exists():
-        return decode_bytes(path.read_bytes(), path), cached
     start = time.perf_counter()
     encoded = encode_image(pixels, point)  # the tools' maps and models count in encode time
     encode_ms = (time.perf_counter() - start) * 1e3
@@ -141,53 +180,55 @@ def _code_point(pixels, point, image_sha, cached: BitstreamRow | None):
     start = time.perf_counter()
     image = decode_bytes(data)
     decode_ms = (time.perf_counter() - start) * 1e3
-    write_atomic(path, data)
     row = BitstreamRow(
-        cache_key=key, image_sha=image_sha, point=str(point), level=bitstream.level,
-        bytes=len(data), payload_bytes=len(bitstream.data), psnr=psnr(pixels, image),
-        encode_ms=encode_ms, decode_ms=decode_ms, codec_version=version,
-        created_at=time.time(),
+        cache_key=cache_key(image_sha, point, version), image_sha=image_sha, point=str(point),
+        level=bitstream.level, bytes=len(data), payload_bytes=len(bitstream.data),
+        psnr=psnr(pixels, image), encode_ms=encode_ms, decode_ms=decode_ms,
+        codec_version=version, created_at=time.time(),
     )
-    return image, row
+    return image, row, data
 
 
-def _read_decoded(job: CodecJob, decoded, coded) -> tuple[list[ResultRow], float]:
-    """Batch each machine over the points it still has to read."""
-    height, width = next(iter(decoded.values())).shape[:2]
+def read_points(job: CodecJob, coded: dict[str, BitstreamRow], decoded: dict[str, np.ndarray],
+                name: str) -> tuple[list[ResultRow], float]:
+    """One machine reads, in one batch, every decoded point it still has to: (rows, ms)."""
+    points = [p for p, names in job.pending.items() if name in names and p in decoded]
+    if not points:
+        return [], 0.0
+    height, width = decoded[points[0]].shape[:2]
     pixels = width * height
-    rows, predict_total = [], 0.0
-    by_machine: dict[str, list[str]] = {}
-    for point, names in job.pending.items():
-        if point not in decoded:
-            continue
-        for name in names:
-            by_machine.setdefault(name, []).append(point)
-    for name, points in by_machine.items():
-        model = machine(name)
-        start = time.perf_counter()
-        provenance = [(parse_point(p).codec, 8 * coded[p].bytes / pixels) for p in points]
-        outputs = model.predict_coded([decoded[p] for p in points], provenance)
-        predict_ms = (time.perf_counter() - start) * 1e3 / len(points)
-        predict_total += predict_ms * len(points)
-        for point, output in zip(points, outputs, strict=True):
-            fidelity = model.fidelity(job.pristine[name], output)
-            accuracy = model.accuracy(output, job.image.truth) if job.image.truth else None
-            bitstream = coded[point]
-            target = next(p.bpp for p in job.points if str(p) == point)
-            rows.append(ResultRow(
-                image_sha=job.image_sha, point=point, fingerprint=model.fingerprint(),
-                image_id=job.image.id, kind=job.image.kind, machine=name,
-                codec=_curve(point), level=bitstream.level, target_bpp=target,
-                bytes=bitstream.bytes, bpp=8 * bitstream.bytes / pixels, psnr=bitstream.psnr,
-                primary_name=model.primary, primary_value=float(fidelity[model.primary]),
-                fidelity_json=json.dumps(fidelity), accuracy_json=json.dumps(accuracy)
-                if accuracy else None, encode_ms=bitstream.encode_ms,
-                decode_ms=bitstream.decode_ms, predict_ms=predict_ms,
-                versions_json=json.dumps({"codec": bitstream.codec_version,
-                                          **model.versions()}, sort_keys=True),
-                cache_key=bitstream.cache_key, created_at=time.time(),
-            ))
+    model = machine(name)
+    start = time.perf_counter()
+    provenance = [(parse_point(p).codec, 8 * coded[p].bytes / pixels) for p in points]
+    outputs = model.predict_coded([decoded[p] for p in points], provenance)
+    predict_total = (time.perf_counter() - start) * 1e3
+    predict_ms = predict_total / len(points)
+    rows = []
+    for point, output in zip(points, outputs, strict=True):
+        fidelity = model.fidelity(job.pristine[name], output)
+        accuracy = model.accuracy(output, job.image.truth) if job.image.truth else None
+        bitstream = coded[point]
+        target = next(p.bpp for p in job.points if str(p) == point)
+        rows.append(ResultRow(
+            image_sha=job.image_sha, point=point, fingerprint=model.fingerprint(),
+            image_id=job.image.id, kind=job.image.kind, machine=name,
+            codec=_curve(point), level=bitstream.level, target_bpp=target,
+            bytes=bitstream.bytes, bpp=8 * bitstream.bytes / pixels, psnr=bitstream.psnr,
+            primary_name=model.primary, primary_value=float(fidelity[model.primary]),
+            fidelity_json=json.dumps(fidelity), accuracy_json=json.dumps(accuracy)
+            if accuracy else None, encode_ms=bitstream.encode_ms,
+            decode_ms=bitstream.decode_ms, predict_ms=predict_ms,
+            versions_json=json.dumps({"codec": bitstream.codec_version,
+                                      **model.versions()}, sort_keys=True),
+            cache_key=bitstream.cache_key, created_at=time.time(),
+        ))
     return rows, predict_total
+
+
+def store_files(cache_dir: Path, files: dict[str, bytes]) -> None:
+    """Write new bitstreams into the content-addressed cache (the parent does, before commit)."""
+    for key, data in files.items():
+        write_atomic(cache_path(cache_dir, key), data)
 
 
 def coding_version(point: CodecPoint) -> str:
