@@ -18,6 +18,19 @@ import numpy as np
 from icm.machines import InputProfile, Machine, register_machine
 
 
+def die_once(variable: str) -> None:
+    """Kill this process if the marker file named by ``variable`` exists, removing it first;
+    of several processes racing for one marker, only the one that removes it dies."""
+    marker = os.environ.get(variable)
+    if not marker:
+        return
+    try:
+        Path(marker).unlink()
+    except FileNotFoundError:
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 @register_machine("fake:blocks", "fake:slow", "fake:dies")
 class BlockMeanMachine(Machine):
     family = "fake"
@@ -33,10 +46,8 @@ class BlockMeanMachine(Machine):
         for image in images:
             if self.spec.model == "slow":
                 time.sleep(float(os.environ.get("ICM_FAKE_SLEEP", "0.3")))
-            marker = os.environ.get("ICM_FAKE_DIE_MARKER")
-            if self.spec.model == "dies" and marker and Path(marker).exists():
-                Path(marker).unlink()
-                os.kill(os.getpid(), signal.SIGKILL)
+            if self.spec.model == "dies":
+                die_once("ICM_FAKE_DIE_MARKER")
             rows = np.array_split(np.arange(image.shape[0]), 8)
             cols = np.array_split(np.arange(image.shape[1]), 8)
             grid = [[image[r][:, c].mean(axis=(0, 1)).round(3).tolist() for c in cols]

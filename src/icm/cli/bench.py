@@ -46,8 +46,18 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
                                             "against.")] = "jpeg",
         run_dir: Annotated[Path, typer.Option("--out", help="Run folder (resumable).")] = Path(
             "icm-bench"),
-        workers: Annotated[int, typer.Option("--workers", help="Worker processes "
-                                             "(0 = one per core).")] = 0,
+        workers: Annotated[int, typer.Option("--workers", help="Worker processes, or a "
+                                             "private Ray instance's CPUs (0 = every core)."
+                                             )] = 0,
+        executor: Annotated[str, typer.Option("--executor", help="Where the work runs: "
+                                              "'local' processes or 'ray' (pip install "
+                                              "'icm[ray]').")] = "local",
+        address: Annotated[str, typer.Option("--address", help="Ray cluster to join, e.g. "
+                                             "10.0.0.1:6379 or 'auto' (default: start a "
+                                             "private one).")] = "",
+        actors: Annotated[int, typer.Option("--actors", help="Copies of each machine on "
+                                            "Ray (0 = one per GPU, else one per 4 CPUs)."
+                                            )] = 0,
         limit: Annotated[int, typer.Option("--limit", help="Use only the first N images.")] = 0,
         adapter: Annotated[list[Path] | None, typer.Option(
             "--adapter", help="Also read every point through this adapter (icm adapt train); "
@@ -66,6 +76,7 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
             levels=_split(levels), bpp=_floats(bpp),
             machines=with_adapters(_split(machines), adapter or []),
             anchor=anchor, out=run_dir, workers=workers, limit=limit,
+            executor=executor, address=address, actors=actors,
         )
         with progress_bar(err, disable=as_json) as progress:
             show = stage_reporter(progress)

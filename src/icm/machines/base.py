@@ -119,6 +119,9 @@ class Machine(ABC):
     default_batch: ClassVar[int] = 8
     #: whether :meth:`tag` gives labels for the semantic side channel
     can_tag: ClassVar[bool] = False
+    # True for machines that run faster on a GPU (they read ICM_DEVICE): a Ray bench gives
+    # each of their actors one GPU when the cluster has any.
+    wants_gpu: ClassVar[bool] = False
 
     def __init__(self, spec: MachineSpec) -> None:
         self.spec = spec

@@ -128,6 +128,7 @@ def _is_path(weights: str) -> bool:
 )
 class ClipMachine(Machine):
     family = "clip"
+    wants_gpu = True
     primary = "cosine"
     kinds = frozenset({"photo"})
     summary = "open_clip image embedding, zero-shot labels, caption retrieval"

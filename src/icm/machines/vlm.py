@@ -72,6 +72,7 @@ def _looks_local(model: str) -> bool:
 @register_machine("vlm:HuggingFaceTB/SmolVLM-256M-Instruct", "vlm:Qwen/Qwen2.5-VL-3B-Instruct")
 class VlmMachine(Machine):
     family = "vlm"
+    wants_gpu = True
     primary = "token_f1"
     summary = "image-text-to-text model answering a fixed prompt set (greedy)"
     install_hint = "VLMs need transformers: pip install transformers"
