@@ -13,7 +13,8 @@ after each adapter, the BD-metric gain (top-1 at equal bpp), and the share of th
 that is generalization gap (recovered by the adapter). Writes
 ``benchmarks/results/adapters.json``; the bench report (with the gap plot) lands in the run.
 
-    python benchmarks/adapters.py [--steps 250] [--kl 0] [--workers 2] [--runs DIR --tag -x]
+    python benchmarks/adapters.py [--steps 250] [--kl 0] [--views 1] [--workers 2]
+        [--runs DIR --tag -x]
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ ADAPTERS = {
 }
 
 
-def train_all(runs: Path, steps: int, kl_weight: float, names: list[str]) -> dict[str, dict]:
+def train_all(runs: Path, steps: int, kl_weight: float, names: list[str],
+              views: int = 1) -> dict[str, dict]:
     listing = runs / "train.txt"
     paths = sorted(p for name in ("cbsd68", "mcmaster") for p in (SHARED / name).rglob("*")
                    if p.suffix.lower() in (".png", ".tif", ".tiff", ".bmp", ".jpg"))
@@ -63,7 +65,7 @@ def train_all(runs: Path, steps: int, kl_weight: float, names: list[str]) -> dic
         if not out.exists():
             result = train_adapter(TrainConfig(
                 machine=MACHINE, images=str(listing), out=out, steps=steps, batch=8,
-                kl_weight=kl_weight, **settings), _progress(name))
+                kl_weight=kl_weight, views=views, **settings), _progress(name))
             print(file=sys.stderr)
             losses = result.losses
             trained[name] = {"path": str(out), "train_s": time.perf_counter() - start,
@@ -145,6 +147,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--kl", type=float, default=0.0, help="logit KL weight")
+    parser.add_argument("--views", type=int, default=1,
+                        help="training views per coded image (whole + random crops/flips)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=HERE / "runs" / "adapters")
     parser.add_argument("--kodak", type=Path, default=SHARED / "kodak")
@@ -163,11 +167,12 @@ def main() -> int:
         print(f"unknown adapter(s) {', '.join(unknown)}; known: {', '.join(ADAPTERS)}",
               file=sys.stderr)
         return 2
-    trained = train_all(args.runs, args.steps, args.kl, names)
+    trained = train_all(args.runs, args.steps, args.kl, names, args.views)
     results = evaluate(args.runs, args.kodak, trained, args.workers)
     print_tables(results)
     report = {"command": "python " + " ".join(sys.argv), "platform": platform.platform(),
               "device": "cpu", "steps": args.steps, "kl_weight": args.kl,
+              "views": args.views,
               "wall_s": time.perf_counter() - start,
               "trained": trained, "results": results}
     out = HERE / "results" / f"adapters{args.tag}.json"

@@ -218,3 +218,26 @@ def test_adapt_train_command_writes_an_adapter_and_reports_json(tmp_path, monkey
     assert record["steps"] == 2 and record["pairs"] == 4 and out.exists()
     code, stdout, _ = icm(monkeypatch, capsys, "adapt", "info", out)
     assert json.loads(stdout)["codecs"] == ["jpeg"]
+
+
+def test_training_views_are_the_whole_image_then_aligned_random_crops():
+    import numpy as np
+
+    height, width = 60, 90
+    ys, xs = np.mgrid[0:height, 0:width]
+    coords = np.stack([ys, xs, np.zeros_like(ys)], axis=-1).astype(np.int32)
+    views = train_module._views((height, width), 6, np.random.default_rng(0))
+    again = train_module._views((height, width), 6, np.random.default_rng(0))
+    assert len(views) == 6 and np.array_equal(views[0](coords), coords)
+    flipped = 0
+    for view, same in zip(views[1:], again[1:], strict=True):
+        crop = view(coords)
+        assert np.array_equal(crop, same(coords))  # deterministic for a seed
+        assert 0.4 * height * width <= crop.shape[0] * crop.shape[1] <= height * width
+        rows, cols = crop[..., 0], crop[..., 1]
+        assert np.all(np.diff(rows, axis=0) == 1)  # a contiguous window of the image
+        flipped += bool(np.all(np.diff(cols, axis=1) == -1))
+        assert np.all(np.abs(np.diff(cols, axis=1)) == 1)
+        shifted = view(coords + 1)  # the same window of another image: pristine vs decoded
+        assert np.array_equal(shifted, crop + 1)
+    assert 0 < flipped < 5

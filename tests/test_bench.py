@@ -19,6 +19,7 @@ from icm.bench import BenchConfig, ledger_path, run_bench
 from icm.bench.analysis import bd_table, curves, stability
 from icm.bench.ledger import Ledger
 from icm.errors import IcmError
+from icm.image import sample_photo
 
 TESTS = Path(__file__).parent
 
@@ -253,3 +254,30 @@ def test_bd_intervals_cover_the_estimate_and_shrink_with_more_images():
     wide = bd_table(rows(6, 0.02), "jpeg")[0].bd_rate_ci
     assert (wide[1] - wide[0]) > (high - low)
     assert bd_table(rows(24, 0.02), "jpeg", bootstrap=0)[0].bd_rate_ci is None
+
+
+def test_workers_run_their_math_libraries_on_one_thread(monkeypatch):
+    """One thread per worker keeps float sums in one order: the same rows for any worker count
+    or executor. ONNX Runtime ignores OMP_NUM_THREADS, so the OCR machine is told directly."""
+    import importlib.util
+
+    from icm.bench.worker import WorkerSetup, init_worker
+    from icm.machines.base import THREADS_VARIABLE, math_threads
+
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                     THREADS_VARIABLE):
+        monkeypatch.delenv(variable, raising=False)
+    assert math_threads() is None
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # keep this process's own
+    init_worker(WorkerSetup(machine_names=(), modules=(), truths=(), max_pixels=10**6,
+                            threads=1))
+    assert math_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+    if importlib.util.find_spec("rapidocr_onnxruntime") is None:
+        pytest.skip("rapidocr_onnxruntime is not installed")
+    from icm.machines import get_machine
+
+    ocr = get_machine("ocr:rapidocr")
+    ocr.predict([sample_photo("astronaut")[:64, :64]])
+    engine = ocr.engine._engine
+    assert engine.text_det.infer.session.get_session_options().intra_op_num_threads == 1

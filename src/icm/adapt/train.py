@@ -1,7 +1,10 @@
 """Training an adapter by feature distillation, resumable, at CPU scale or on a GPU.
 
 Pairs are made once: every training image is coded by every chosen codec at every chosen
-level (real encoders, real decoders) and both versions are prepared for the model. The frozen
+level (real encoders, real decoders) and both versions are prepared for the model. With
+``views`` > 1, each coded image also gives random crops (half to all of its area, flipped at
+random), cut identically from both versions before preparing: a few dozen training photos then
+show the adapter many more contents and artefact positions than they have images. The frozen
 teacher is the machine on the pristine image; the student is the same machine plus the adapter
 on the decoded image, told (when conditioned) which codec and bpp made it. The loss is the
 MSE between their feature maps over the teacher's feature variance, plus ``kl_weight`` times
@@ -25,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from icm.adapt.conditioning import Condition, Conditioning
@@ -65,6 +69,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 50
     limit: int = 0
+    #: prepared views per coded image: the whole image, then random crops and flips
+    views: int = 1
 
     def levels_of(self, codec: str) -> tuple[str, ...]:
         if codec in self.levels:
@@ -102,29 +108,52 @@ class TrainResult:
 
 
 def make_pairs(parts: Any, images: str, config: TrainConfig, kinds: Sequence[str],
-               progress: Progress | None = None) -> list[Pair]:
-    """Code every image (of the machine's kinds) with every (codec, level); prepare both
-    versions for the model."""
+               progress: Progress | None = None, views: int = 1) -> list[Pair]:
+    """Code every image (of the machine's kinds) with every (codec, level); prepare ``views``
+    views of both versions for the model."""
     dataset = open_dataset(images).of_kind(*kinds)
     if config.limit:
         dataset = dataset.limit(config.limit)
     jobs = [(codec, level) for codec in config.codecs for level in config.levels_of(codec)]
     pairs: list[Pair] = []
     total, done = len(dataset) * len(jobs), 0
+    rng = np.random.default_rng(config.seed)
     for image in dataset:
         pixels = image.load()
-        pristine = parts.prepare_image(pixels)[0]
         for codec_name, level in jobs:
             codec = get_codec(codec_name)
             bitstream = codec.encode(pixels, level)
-            decoded = parts.prepare_image(codec.decode(bitstream))[0]
-            pairs.append(Pair(pristine, decoded, Condition(codec_name, bitstream.bpp)))
+            decoded = codec.decode(bitstream)
+            condition = Condition(codec_name, bitstream.bpp)
+            for view in _views(pixels.shape[:2], views, rng):
+                pairs.append(Pair(parts.prepare_image(view(pixels))[0],
+                                  parts.prepare_image(view(decoded))[0], condition))
             done += 1
             if progress:
                 progress("coding", done, total)
     if not pairs:
         raise AdapterError(f"no training images in {images!r}")
     return pairs
+
+
+View = Callable[[np.ndarray], np.ndarray]
+
+
+def _views(shape: tuple[int, int], count: int, rng: np.random.Generator) -> list[View]:
+    """The whole image, then ``count - 1`` random crops of half to all of its area (aspect
+    kept within 3:4..4:3 of the image's), each flipped left-right with probability 1/2."""
+    height, width = shape
+    views: list[View] = [lambda rgb: rgb]
+    for _ in range(count - 1):
+        area = rng.uniform(0.5, 1.0)
+        aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+        h = int(min(height, round(height * np.sqrt(area / aspect))))
+        w = int(min(width, round(width * np.sqrt(area * aspect))))
+        top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+        step = -1 if rng.random() < 0.5 else 1
+        box = (slice(top, top + h), slice(left, left + w))
+        views.append(lambda rgb, box=box, step=step: rgb[box][:, ::step])
+    return views
 
 
 class Distiller:
@@ -176,7 +205,7 @@ def train_adapter(config: TrainConfig, progress: Progress | None = None) -> Trai
     adapted = AdaptedEncoder(copy.deepcopy(teacher), Conditioning(tuple(config.codecs)),
                              conditioned=config.conditioned)
     kinds = sorted(machine.kinds)
-    train_pairs = make_pairs(parts, config.images, config, kinds, progress)
+    train_pairs = make_pairs(parts, config.images, config, kinds, progress, config.views)
     val_pairs = make_pairs(parts, config.val, config, kinds, progress) if config.val else []
     distiller = Distiller(parts, adapted, teacher, config.kl_weight)
     optimiser = torch.optim.AdamW(

@@ -224,8 +224,8 @@ class Ledger:
     def snapshot(self) -> dict[str, list[tuple]]:
         """Every table that holds results, sorted and without timings: two runs of one grid
         (on any executor, resumed or not) must give equal snapshots."""
-        return {table: sorted(tuple(sorted((k, v) for k, v in row.items() if k not in TIMINGS))
-                              for row in self.rows(table))
+        return {table: sorted((tuple(sorted((k, v) for k, v in row.items() if k not in TIMINGS))
+                               for row in self.rows(table)), key=repr)  # repr: None sorts too
                 for table in ("results", "bitstreams", "pristine", "images")}
 
     def count(self, table: str = "results") -> int:

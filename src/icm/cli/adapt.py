@@ -38,6 +38,9 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
             "--unconditioned", help="One adaptation for all codecs (codec unknown).")] = False,
         limit: Annotated[int, typer.Option("--limit", help="Use only the first N images.",
                                            min=0)] = 0,
+        views: Annotated[int, typer.Option("--views", help="Training views per coded image: "
+                                           "the whole image plus random crops and flips.",
+                                           min=1)] = 1,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Train an adapter by feature distillation: machine+adapter on decoded images
@@ -47,7 +50,7 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
         config = TrainConfig(
             machine=machine, codecs=tuple(c.strip() for c in codecs.split(",") if c.strip()),
             images=images, val=val, out=out_path, conditioned=not unconditioned, steps=steps,
-            batch=batch, lr=lr, kl_weight=kl_weight, limit=limit,
+            batch=batch, lr=lr, kl_weight=kl_weight, limit=limit, views=views,
         )
         with progress_bar(err, disable=as_json) as progress:
             show = stage_reporter(progress)

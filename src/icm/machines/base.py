@@ -11,6 +11,7 @@ re-scored without re-running the model.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from icm.image.datasets import Truth
+
+THREADS_VARIABLE = "ICM_THREADS"
+
+
+def math_threads() -> int | None:
+    """The math-thread budget a bench worker set for this process, or None (the library's own
+    default). ONNX Runtime and ncnn ignore OMP_NUM_THREADS, so their machines pass it on."""
+    value = os.environ.get(THREADS_VARIABLE, "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 Output = dict[str, Any]
 Scores = dict[str, float]

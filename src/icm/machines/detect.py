@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 import icm
-from icm.machines.base import InputProfile, Machine, MachineSpec, Output, Scores
+from icm.machines.base import (
+    InputProfile,
+    Machine,
+    MachineSpec,
+    Output,
+    Scores,
+    math_threads,
+)
 from icm.machines.classify import (
     Classifier,
     file_digest,
@@ -90,6 +97,8 @@ def load_ncnn_net(folder: Path, stem: str) -> Any:
 
     net = ncnn.Net()
     net.opt.use_vulkan_compute = False  # CPU only: identical numbers on every machine
+    if (threads := math_threads()) is not None:
+        net.opt.num_threads = threads
     for suffix, load in ((".param", net.load_param), (".bin", net.load_model)):
         if load(str(folder / f"{stem}{suffix}")) != 0:
             raise RuntimeError(f"ncnn could not load {folder / (stem + suffix)}")

@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 
 from icm.image.datasets import Truth
-from icm.machines.base import InputProfile, Machine, MachineSpec, Output, Scores
+from icm.machines.base import (
+    InputProfile,
+    Machine,
+    MachineSpec,
+    Output,
+    Scores,
+    math_threads,
+)
 from icm.machines.classify import importable, package_version
 from icm.machines.registry import register_machine
 from icm.machines.scoring import cer, normalize_whitespace, text_agreement
@@ -127,7 +134,10 @@ class RapidOcrEngine(OcrEngine):
         if self._engine is None:
             from rapidocr_onnxruntime import RapidOCR
 
-            self._engine = RapidOCR(use_cls=False, det_limit_type="max")
+            threads = math_threads()
+            budget = {} if threads is None else {"intra_op_num_threads": threads,
+                                                 "inter_op_num_threads": 1}
+            self._engine = RapidOCR(use_cls=False, det_limit_type="max", **budget)
         # an ndarray goes in as BGR (OpenCV order)
         result, _ = self._engine(np.ascontiguousarray(rgb[..., ::-1]), use_cls=False)
         return [

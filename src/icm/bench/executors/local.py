@@ -30,8 +30,7 @@ class LocalExecutor(Executor):
                  actors: int = 0) -> None:
         """Every worker process holds its own copy of each machine, so ``actors`` is unused."""
         workers = workers or os.cpu_count() or 1
-        # Split the cores between workers so N workers never run N x all-core math libraries.
-        setup = replace(setup, threads=max(1, (os.cpu_count() or 1) // workers))
+        setup = replace(setup, threads=1)  # one core per worker (see WorkerSetup.threads)
         super().__init__(setup, workers, address)
         self.pool = ProcessPoolExecutor(workers,
                                         mp_context=multiprocessing.get_context("spawn"),
