@@ -9,7 +9,7 @@ the measured per-item costs to a one-million-image grid on N workers. Writes
 ``benchmarks/results/ray_scaling.json``.
 
     python benchmarks/ray_scaling.py [--limit N] [--codecs jpeg,webp] [--runs DIR]
-        [--cores-per-worker 8] [--gpu-speedup 1]
+        [--cores-per-worker 8] [--gpu-speedups 10,50]
 """
 
 from __future__ import annotations
@@ -67,19 +67,24 @@ def per_item_costs(out: Path) -> dict:
     }
 
 
-def million_image_estimate(costs: dict, cores: int, speedup: float) -> list[dict]:
-    """Hours for 1M images of the same grid on N workers, each with ``cores`` CPU cores for
-    coding and one accelerator running every machine ``speedup`` x faster than one CPU core
-    did here. Coding and reading overlap (tasks vs actors), so the slower side sets the pace;
-    harness overhead is not included."""
+def million_image_estimate(costs: dict, cores: int, speedups: tuple[float, ...]) -> list[dict]:
+    """Hours for 1M images of the same grid on N workers of ``cores`` CPU cores each.
+
+    CPU-only: coding and reading share the cores, at the per-core costs measured here.
+    With an accelerator: coding stays on the cores while the machines run S times faster than
+    one core did here (S is an assumption: no GPU was measured); coding tasks and machine
+    actors overlap, so the slower side sets the pace. Harness overhead is not included.
+    """
     code = costs["code_s_per_image"]
     predict = sum(costs["predict_s_per_image"].values())
     estimates = []
     for workers in (1, 8, 32, 128):
-        coding_h = MILLION * code / (workers * cores) / 3600
-        reading_h = MILLION * predict / (workers * speedup) / 3600
-        estimates.append({"workers": workers, "coding_h": coding_h, "reading_h": reading_h,
-                          "hours": max(coding_h, reading_h)})
+        row = {"workers": workers,
+               "cpu_only_h": MILLION * (code + predict) / (workers * cores) / 3600}
+        for speedup in speedups:
+            row[f"gpu_x{speedup:g}_h"] = MILLION * max(code / (workers * cores),
+                                                       predict / (workers * speedup)) / 3600
+        estimates.append(row)
     return estimates
 
 
@@ -89,8 +94,8 @@ def main() -> None:
     parser.add_argument("--codecs", default="", help="codecs (default: the default run's)")
     parser.add_argument("--runs", type=Path, default=HERE / "runs" / "ray_scaling")
     parser.add_argument("--cores-per-worker", type=int, default=8)
-    parser.add_argument("--gpu-speedup", type=float, default=1.0,
-                        help="machine speed on a worker's accelerator vs one CPU core here")
+    parser.add_argument("--gpu-speedups", default="10,50",
+                        help="assumed machine speed on a worker's GPU vs one CPU core here")
     args = parser.parse_args()
     extra = (["--limit", str(args.limit)] if args.limit else []) + (
         ["--codecs", args.codecs] if args.codecs else [])
@@ -111,7 +116,8 @@ def main() -> None:
     efficiency = {name: speed[(name, 2)] / (2 * speed[(name, 1)]) for name in ("local", "ray")}
     # Per-item costs from Ray x1: there every task and actor runs single-threaded (per core).
     costs = per_item_costs(Path(next(r["out"] for r in runs if r["executor"] == "ray")))
-    estimate = million_image_estimate(costs, args.cores_per_worker, args.gpu_speedup)
+    speedups = tuple(float(x) for x in args.gpu_speedups.split(","))
+    estimate = million_image_estimate(costs, args.cores_per_worker, speedups)
 
     print(f"\nledgers identical apart from timings: {identical}")
     print("\n| executor | workers | wall s | rows | rows/s | vs local x1 |")
@@ -125,17 +131,17 @@ def main() -> None:
     print(f"\nper image: coding {costs['code_s_per_image']:.2f} s (CPU), reading "
           + ", ".join(f"{m} {s:.2f} s" for m, s in costs["predict_s_per_image"].items())
           + f"; {costs['rows_per_image']:.0f} rows")
-    print(f"\n1M images, {args.cores_per_worker} cores + 1 accelerator per worker, machines "
-          f"{args.gpu_speedup:g}x one CPU core:")
-    print("| workers | coding h | reading h | total h |\n|---|---|---|---|")
+    columns = [key for key in estimate[0] if key != "workers"]
+    print(f"\n1M images, hours, on N workers of {args.cores_per_worker} cores "
+          f"(gpu_xS: machines S x one core here, assumed):")
+    print("| workers | " + " | ".join(columns) + " |\n" + "|---" * (len(columns) + 1) + "|")
     for row in estimate:
-        print(f"| {row['workers']} | {row['coding_h']:.1f} | {row['reading_h']:.1f} | "
-              f"{row['hours']:.1f} |")
+        print(f"| {row['workers']} | " + " | ".join(f"{row[c]:.1f}" for c in columns) + " |")
 
     result = {"runs": runs, "identical_ledgers": identical, "efficiency": efficiency,
               "costs": costs, "million_images": estimate, "args": {
                   "limit": args.limit, "codecs": args.codecs,
-                  "cores_per_worker": args.cores_per_worker, "gpu_speedup": args.gpu_speedup},
+                  "cores_per_worker": args.cores_per_worker, "gpu_speedups": speedups},
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
     write_atomic(HERE / "results" / "ray_scaling.json",
                  (json.dumps(result, indent=2) + "\n").encode())

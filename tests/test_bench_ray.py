@@ -15,6 +15,7 @@ import fake_machines  # noqa: F401  (registers fake:*)
 from bench_helpers import cache_files, ledger_contents, rows_in, small_config
 from icm.bench import run_bench
 from icm.bench.executors import UnknownExecutorError
+from icm.errors import IcmError
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
@@ -101,3 +102,14 @@ def test_without_ray_the_executor_is_a_one_line_error(photo_folder, tmp_path, mo
     with pytest.raises(UnknownExecutorError, match=r"pip install 'icm\[ray\]'"):
         run_bench(small_config(photo_folder, tmp_path / "run", executor="ray"))
     assert not (tmp_path / "run").exists()  # refused before any work
+
+
+def test_an_address_nothing_listens_at_is_a_quick_one_line_error(photo_folder, tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a free port, closed again: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(IcmError, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
+        run_bench(small_config(photo_folder, tmp_path / "run", executor="ray",
+                               address=f"127.0.0.1:{port}"))

@@ -47,7 +47,7 @@ class BenchConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     executor: str = "local"
     address: str = ""  # a Ray cluster to join (--executor ray); empty = a private local one
-    actors: int = 0  # copies of each machine on Ray (0 = one per GPU, or per 4 CPUs)
+    actors: int = 0  # copies of each machine on Ray (0 = one per GPU, else one per CPU)
 
     def to_json(self) -> dict:
         return {key: (str(value) if isinstance(value, Path) else value)

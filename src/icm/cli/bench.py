@@ -56,7 +56,7 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
                                              "10.0.0.1:6379 or 'auto' (default: start a "
                                              "private one).")] = "",
         actors: Annotated[int, typer.Option("--actors", help="Copies of each machine on "
-                                            "Ray (0 = one per GPU, else one per 4 CPUs)."
+                                            "Ray (0 = one per GPU, else one per CPU)."
                                             )] = 0,
         limit: Annotated[int, typer.Option("--limit", help="Use only the first N images.")] = 0,
         adapter: Annotated[list[Path] | None, typer.Option(

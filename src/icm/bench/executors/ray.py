@@ -15,6 +15,7 @@ calls retried, so a lost node or a killed actor costs only the work it had in fl
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -53,6 +54,19 @@ def _ray():
     except ImportError:
         raise UnknownExecutorError(f"the ray executor needs Ray: {INSTALL_HINT}") from None
     return ray
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not minutes, on a cluster address nothing listens at (Ray itself
+    retries for a long while, printing warnings)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # 'auto', or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise IcmError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start "
+                       "one with 'ray start --head' or leave out --address") from None
 
 
 def _code_task(setup: WorkerSetup, job: CodecJob, pixels: np.ndarray):
@@ -111,6 +125,8 @@ class RayExecutor(Executor):
     def __init__(self, setup: WorkerSetup, workers: int, address: str = "",
                  actors: int = 0) -> None:
         ray = _ray()
+        if address:
+            _check_reachable(address)
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
@@ -142,7 +158,8 @@ class RayExecutor(Executor):
             from icm.machines import get_machine
 
             gpu = get_machine(name).wants_gpu and self.gpus > 0
-            count = self.actors_per_machine or (self.gpus if gpu else max(1, self.workers // 4))
+            # As many copies as the local executor would hold (one per worker), or one per GPU.
+            count = self.actors_per_machine or (self.gpus if gpu else self.workers)
             # A CPU machine's actor reserves no CPU: it would otherwise starve the coding tasks
             # on a small cluster (Ray's own default for a running actor is 0 CPUs, too).
             options = {"num_cpus": 0, "num_gpus": 1 if gpu else 0,
