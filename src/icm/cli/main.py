@@ -1,5 +1,5 @@
 """``icm``: codecs, encode, importance, decode, info, demo; bench, report, machines (in
-``cli.bench``); adapt train/info (in ``cli.adapt``).
+``cli.bench``); adapt train/info (in ``cli.adapt``); degrade (in ``cli.degrade``).
 
 Each command parses, calls ``icm.coding`` (or the registry), and prints a rich table or, with
 ``--json``, one JSON document on stdout. Problems with the user's input are ``IcmError``s: the
@@ -231,10 +231,11 @@ def demo_command(
 
 
 def _register_groups() -> None:
-    from icm.cli import adapt, bench
+    from icm.cli import adapt, bench, degrade
 
     bench.register(app, out, err)
     adapt.register(app, out, err)
+    degrade.register(app, out, err)
 
 
 _register_groups()
