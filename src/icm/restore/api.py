@@ -1,0 +1,129 @@
+"""``restore_image``: a degraded photo in, the restored photo and what it was told out.
+
+The network needs a condition. Given a name (``"noise"``) it gets that type; ``"unknown"`` is
+the condition trained for images without metadata; ``"auto"`` asks the degradation recogniser
+(``icm.degrade.recognise``) when it is installed and falls back to unknown otherwise, so this
+module works with or without it. A strength of ``None`` is fed as "strength not known", a
+condition the network was also trained on. An image the recogniser calls clean comes back as
+it went in: there is nothing to undo, and any correction could only add damage.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from icm.degrade import check_strength, get_degradation
+from icm.errors import IcmError
+from icm.restore.files import RestoreModelError, load_model
+from icm.restore.network import UNKNOWN, RestoreNet
+
+SHIPPED_MODEL = "data/restore.safetensors"
+AUTO = "auto"
+CLEAN = "clean"
+
+
+@dataclass(frozen=True)
+class RestoreRecord:
+    """What the network was told: a type (``unknown`` allowed), a strength (``None`` = not
+    known), where they came from (``given``, ``recogniser`` or ``fallback``) and the
+    recogniser's probabilities when it was asked."""
+
+    name: str
+    strength: float | None
+    source: str
+    probabilities: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.name if self.strength is None else f"{self.name}@{self.strength:g}"
+
+    def to_json(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"name": self.name, "strength": self.strength,
+                                  "source": self.source}
+        if self.probabilities:
+            record["probabilities"] = self.probabilities
+        return record
+
+
+def shipped_model_path() -> Path:
+    return Path(str(resources.files("icm.restore").joinpath(SHIPPED_MODEL)))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(path: str, mtime_ns: int) -> RestoreNet:
+    return load_model(Path(path))[0]
+
+
+def get_model(model: str | Path | None = None) -> RestoreNet:
+    """The network in ``model`` (default: the shipped one), loaded once per process."""
+    path = Path(model) if model is not None else shipped_model_path()
+    if not path.is_file():
+        raise RestoreModelError("restoration model file not found", path)
+    return _cached(str(path.resolve()), path.stat().st_mtime_ns)
+
+
+def resolve(rgb: np.ndarray, degradation: str, strength: float | None) -> RestoreRecord:
+    """The condition to restore ``rgb`` with (a name is checked against the registry)."""
+    name = degradation.strip().lower()
+    value = None if strength is None else check_strength(strength)
+    if name == UNKNOWN:
+        return RestoreRecord(UNKNOWN, value, "given")
+    if name != AUTO:
+        return RestoreRecord(get_degradation(name).name, value, "given")
+    recogniser = _recogniser()
+    if recogniser is None:
+        return RestoreRecord(UNKNOWN, value, "fallback")
+    seen = recogniser.predict(rgb)
+    probabilities = {k: round(float(v), 4) for k, v in dict(seen.probabilities).items()}
+    return RestoreRecord(seen.name, value if value is not None else float(seen.strength),
+                         "recogniser", probabilities)
+
+
+def _recogniser() -> Any:
+    """The shipped recogniser, or None where ``icm.degrade.recognise`` or its model is not
+    installed: "auto" then means "unknown", which the network was trained for, rather than
+    an error for a part of icm the caller did not ask for by name."""
+    try:
+        from icm.degrade import recognise
+    except ImportError:
+        return None
+    get = getattr(recognise, "get_recogniser", None)
+    if get is None:
+        return None
+    try:
+        return get()
+    except (IcmError, OSError):
+        return None
+
+
+def run_network(net: RestoreNet, rgb: np.ndarray, name: str, strength: float | None
+                ) -> np.ndarray:
+    """One image through the network: uint8 in, uint8 out (rounded, clipped)."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()[None] / 255.0
+    known = strength is not None
+    with torch.no_grad():
+        y = net(x, torch.tensor([net.type_index(name)]),
+                torch.tensor([float(strength) if known else 0.0]),
+                torch.tensor([1.0 if known else 0.0]))
+    out = (y[0] * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return np.ascontiguousarray(out.permute(1, 2, 0).numpy())
+
+
+def restore_image(rgb: np.ndarray, degradation: str = AUTO, strength: float | None = None,
+                  model: str | Path | None = None) -> tuple[np.ndarray, RestoreRecord]:
+    """Restore an ``(H, W, 3)`` uint8 image; return it with the condition used."""
+    shape = getattr(rgb, "shape", None)
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 \
+            or rgb.shape[2] != 3 or 0 in rgb.shape:
+        raise ValueError(f"restore_image takes an (H, W, 3) uint8 image, got {shape}")
+    record = resolve(rgb, degradation, strength)
+    net = get_model(model)
+    if record.name == CLEAN:
+        return rgb.copy(), record
+    return run_network(net, rgb, record.name, record.strength), record
