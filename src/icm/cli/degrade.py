@@ -1,4 +1,5 @@
-"""``icm degrade``: parsing and display only (the work is in ``icm.degrade.files``)."""
+"""``icm degrade`` and ``icm recognise``: parsing and display only (the work is in
+``icm.degrade.files`` and ``icm.degrade.recognise``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from icm.errors import IcmError
 
 
 def register(app: typer.Typer, out: Console, err: Console) -> None:
-    """Add the ``degrade`` command to the ``icm`` app."""
+    """Add the ``degrade`` and ``recognise`` commands to the ``icm`` app."""
 
     def emit_json(payload: object) -> None:
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
@@ -64,3 +65,25 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
         out.print(f"{result['input']} -> {result['output']}  {record} seed {record.seed}  "
                   f"{result['width']}x{result['height']}  PSNR {result['psnr_db']:.2f} dB  "
                   f"{result['degrade_ms']:.1f} ms", highlight=False, soft_wrap=True)
+
+    @app.command("recognise")
+    def recognise_command(
+        source: Annotated[Path, typer.Argument(help="Image file.")],
+        model: Annotated[Path | None, typer.Option(
+            "--model", help="Recogniser model file (.npz from Recogniser.save; default: the "
+            "one shipped with icm).")] = None,
+        max_pixels: Annotated[int, typer.Option("--max-pixels", help="Refuse images larger "
+                                                "than this many pixels.")] = 100_000_000,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ) -> None:
+        """Guess which degradation (if any) an image suffered, and how strongly."""
+        from icm.degrade.recognise import recognise_file
+
+        result = recognise_file(source, model, max_pixels)
+        if as_json:
+            emit_json(result)
+            return
+        strength = "" if result["name"] == "clean" else f" at strength ~{result['strength']:.2f}"
+        top = ", ".join(f"{row['name']} {row['probability']:.2f}" for row in result["top"])
+        out.print(f"{result['input']}: {result['name']}{strength}  (top 3: {top})",
+                  highlight=False, soft_wrap=True)

@@ -1,5 +1,5 @@
 """``icm``: codecs, encode, importance, decode, info, demo; bench, report, machines (in
-``cli.bench``); adapt train/info (in ``cli.adapt``); degrade (in ``cli.degrade``).
+``cli.bench``); adapt train/info (in ``cli.adapt``); degrade, recognise (in ``cli.degrade``).
 
 Each command parses, calls ``icm.coding`` (or the registry), and prints a rich table or, with
 ``--json``, one JSON document on stdout. Problems with the user's input are ``IcmError``s: the

@@ -2,6 +2,7 @@
 
 ``get_degradation('haze').apply(rgb, 0.5, seed=3)`` returns the degraded copy; the family
 modules below register themselves on import (one module per family of damage).
+``recognise_image(rgb)`` goes the other way: it guesses the damage from the pixels alone.
 """
 
 from icm.degrade import blur, capture, light, noise, weather  # noqa: F401  (registration)
@@ -12,6 +13,14 @@ from icm.degrade.base import (
     check_strength,
 )
 from icm.degrade.files import degrade_file
+from icm.degrade.recognise import (
+    Recogniser,
+    Recognition,
+    get_recogniser,
+    image_features,
+    recognise_image,
+    train_recogniser,
+)
 from icm.degrade.registry import (
     DEGRADATIONS,
     UnknownDegradationError,
@@ -26,11 +35,17 @@ __all__ = [
     "BadDegradationError",
     "Degradation",
     "DegradationRecord",
+    "Recogniser",
+    "Recognition",
     "UnknownDegradationError",
     "check_strength",
     "degrade",
     "degrade_file",
     "get_degradation",
+    "get_recogniser",
+    "image_features",
     "list_degradations",
+    "recognise_image",
     "register_degradation",
+    "train_recogniser",
 ]
