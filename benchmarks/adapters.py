@@ -29,7 +29,7 @@ from pathlib import Path
 
 from icm.adapt import TrainConfig, train_adapter
 from icm.bench import BenchConfig, ledger_path, run_bench
-from icm.bench.analysis import curves, gap_table, recovered_share
+from icm.bench.analysis import curves, gap_table, recovered_share, recovered_share_interval
 from icm.bench.grid import with_adapters
 from icm.bench.ledger import Ledger
 from icm.bench.report import write_report
@@ -99,6 +99,8 @@ def evaluate(runs: Path, kodak: Path, trained: dict[str, dict], workers: int) ->
             "generalization_share": {
                 c: recovered_share([g for g in gaps if g.curve == c]) for c in TEST_LEVELS},
             "generalization_share_all": recovered_share(gaps),
+            "generalization_share_all_ci90": (recovered_share_interval(rows, machine)
+                                              or (None, None, None))[1:],
         }
     return results
 
@@ -134,7 +136,9 @@ def print_tables(results: dict) -> None:
             cells.append(f"{'n/a' if gain is None else f'{gain:+.3f}':>14} "
                          f"{'n/a' if share is None else f'{share:.0%}':>15}")
         share = results[name]["generalization_share_all"]
-        print(f"{name:14} " + " ".join(cells) + f"  {'n/a' if share is None else f'{share:.0%}'}")
+        low, high = results[name]["generalization_share_all_ci90"]
+        print(f"{name:14} " + " ".join(cells)
+              + f"  {'n/a' if share is None else f'{share:.0%} [{low:.0%}, {high:.0%}]'}")
 
 
 def _progress(name: str):

@@ -148,11 +148,11 @@ def rd_curves(draw):
 @given(curve=rd_curves(), k=st.floats(0.2, 5.0), method=st.sampled_from(BD_METHODS))
 def test_scaling_rates_by_k_gives_k_minus_1(curve, k, method):
     rates, metric = curve
+    # The cubic goes through np.polyfit, whose rounding on these ill-conditioned fits reaches
+    # about 1e-8 of the result (hypothesis found 1.2e-8); the interpolants stay within 1e-8.
+    tolerance = 1e-6 if method == "cubic" else 1e-8
     assert bd_rate(rates, metric, rates * k, metric, method=method) == pytest.approx(
-        (k - 1) * 100,
-        rel=1e-8,
-        abs=1e-8,  # np.polyfit's rounding, for the cubic
-    )
+        (k - 1) * 100, rel=tolerance, abs=tolerance)
 
 
 @settings(max_examples=60, deadline=None)

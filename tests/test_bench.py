@@ -281,3 +281,23 @@ def test_workers_run_their_math_libraries_on_one_thread(monkeypatch):
     ocr.predict([sample_photo("astronaut")[:64, :64]])
     engine = ocr.engine._engine
     assert engine.text_det.infer.session.get_session_options().intra_op_num_threads == 1
+
+
+def test_recovered_share_interval_covers_the_share_and_narrows_when_images_agree():
+    from icm.bench.analysis import recovered_share_interval
+
+    def rows(recoveries: list[float]) -> list[dict]:
+        table = []
+        for index, recovered in enumerate(recoveries):
+            for machine, fidelity in (("m", 0.5), ("m+adapter=a.safetensors", 0.5 + recovered)):
+                table.append({"machine": machine, "fingerprint": "f", "created_at": 1.0,
+                              "image_sha": f"img{index}", "point": "jpeg@q5", "codec": "jpeg",
+                              "primary_value": fidelity})
+        return table
+
+    same = recovered_share_interval(rows([0.25] * 20), "m+adapter=a.safetensors")
+    assert same == pytest.approx((0.5, 0.5, 0.5))  # every image recovers half its loss
+    spread = recovered_share_interval(rows([0.0, 0.5] * 10), "m+adapter=a.safetensors")
+    assert spread[0] == pytest.approx(0.5) and spread[1] < 0.5 < spread[2]
+    assert recovered_share_interval(rows([0.25] * 20), "m+adapter=a.safetensors",
+                                    {"hevc"}) is None  # no points of that codec: nothing lost

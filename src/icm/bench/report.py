@@ -41,7 +41,7 @@ from icm.bench.analysis import (
     gap_table,
     machines_in,
     pristine_accuracy,
-    recovered_share,
+    recovered_share_interval,
     stability,
     worst_cases,
 )
@@ -433,10 +433,12 @@ def _gap_section(run: _RunData, out: _Output, colours) -> list[Block]:
     ]
     for index, adapted in enumerate(dict.fromkeys(e.adapted for e in entries), 1):
         mine = [e for e in entries if e.adapted == adapted]
-        share = recovered_share(mine)
+        share = recovered_share_interval(run.results, adapted)
         blocks.append(Para(f"{adapted}: generalization gap = "
-                           + ("n/a" if share is None else f"{share:.0%}")
-                           + " of the total gap, over all its points."))
+                           + ("n/a" if share is None else
+                              f"{share[0]:.0%} [90% CI {share[1]:.0%}, {share[2]:.0%}]")
+                           + " of the total gap, over all its points (interval: images "
+                           "resampled)."))
         adapter_file = Path(adapted.partition(ADAPTER_MARKER)[2]).stem
         name = f"plots/gap-{index}-{_slug(adapter_file)[:40]}.png"  # one file per adapter
         png = _gap_plot(mine, f"{mine[0].machine} with adapter {adapter_file}", colours)
