@@ -50,6 +50,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="Training seed.")
     parser.add_argument("--l2", type=float, default=1e-3, help="Classifier L2 penalty.")
     parser.add_argument("--save", type=Path, help="Write the trained model here.")
+    parser.add_argument("--rescaled-views", type=int, default=0,
+                        help="Extra downscaled copies of each training photo (0.5-0.9x).")
     args = parser.parse_args()
     folders = [DATA / name for name in (*TRAIN, TEST)]
     missing = [str(folder) for folder in folders if not folder.is_dir()]
@@ -64,8 +66,10 @@ def main() -> int:
     else:
         strengths = tuple(float(s) for s in args.strengths.split(","))
         model = train_recogniser([str(DATA / name) for name in TRAIN], strengths=strengths,
-                                 seed=args.seed, l2=args.l2, progress=_progress("train"))
-        trained = f"{' + '.join(TRAIN)} at strengths {list(strengths)}, seed {args.seed}"
+                                 seed=args.seed, l2=args.l2, progress=_progress("train"),
+                                 rescaled_views=args.rescaled_views)
+        trained = (f"{' + '.join(TRAIN)} at strengths {list(strengths)}, seed {args.seed}, "
+                   f"{args.rescaled_views} rescaled views")
         if args.save:
             model.save(args.save)
             print(f"\nsaved {args.save} ({args.save.stat().st_size} bytes)", file=sys.stderr)

@@ -70,6 +70,24 @@ def test_training_is_deterministic_for_a_seed(photos):
     assert not np.array_equal(first[0], other[0])
 
 
+def test_rescaled_views_add_downscaled_copies_of_each_photo(photos):
+    from icm.degrade import recognise as module
+
+    one = [photos[0]]
+    plain = training_samples(one, (0.5,), seed=3, names=["noise"])
+    grown = training_samples(one, (0.5,), seed=3, names=["noise"], rescaled_views=2)
+    assert grown[1] == [CLEAN, "noise"] * 3
+    assert np.array_equal(grown[0][:2], plain[0])  # the original comes first, unchanged
+    assert not np.array_equal(grown[0][2:4], plain[0])  # the copies are other pictures
+    pixels = photos[0].load()
+    sources = list(module._rescaled([("a", lambda: pixels)], 2, seed=3))
+    sizes = [load().shape[:2] for _, load in sources]
+    height, width = pixels.shape[:2]
+    assert sizes[0] == (height, width)
+    assert all(0.45 * height <= h <= 0.95 * height and 0.45 * width <= w <= 0.95 * width
+               for h, w in sizes[1:])
+
+
 def test_unknown_class_names_and_strengths_are_icm_errors(photos):
     with pytest.raises(IcmError, match="unknown degradation 'fog'"):
         train_recogniser([photos[0]], names=["fog"], crop=64)
