@@ -21,7 +21,6 @@ A checkpoint (adapter, optimiser, step, random state) is written atomically ever
 from __future__ import annotations
 
 import copy
-import io
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,8 +33,8 @@ import torch
 from icm.adapt.conditioning import Condition, Conditioning
 from icm.adapt.encoders import AdaptedEncoder, AdapterError
 from icm.adapt.files import AdapterInfo, save_adapter
+from icm.checkpoints import load_checkpoint, save_checkpoint
 from icm.codecs import get_codec
-from icm.fileio import write_atomic
 from icm.image.datasets import open_dataset
 
 #: low-rate levels by default: where the generalization gap is
@@ -243,27 +242,16 @@ def train_adapter(config: TrainConfig, progress: Progress | None = None) -> Trai
 
 def _checkpoint(path: Path, config: TrainConfig, adapted: AdaptedEncoder,
                 optimiser: torch.optim.Optimizer, step: int) -> None:
-    buffer = io.BytesIO()
-    torch.save({"identity": config.identity(), "step": step,
-                "adapter": adapted.trainable_state(), "optimiser": optimiser.state_dict()},
-               buffer)
-    write_atomic(path, buffer.getvalue())
+    save_checkpoint(path, config.identity(), step, {
+        "adapter": adapted.trainable_state(), "optimiser": optimiser.state_dict()})
 
 
 def _resume(path: Path, config: TrainConfig, adapted: AdaptedEncoder,
             optimiser: torch.optim.Optimizer) -> int:
-    """The step to start from: a matching checkpoint's, else 0 (a mismatch is an error:
-    silently starting over would waste the run that made it)."""
-    if not path.exists():
+    """The step to start from: a matching checkpoint's, else 0."""
+    state = load_checkpoint(path, config.identity(), AdapterError)
+    if state is None:
         return 0
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a torn or foreign file: say which and stop
-        raise AdapterError(f"checkpoint does not load ({type(exc).__name__}); delete it to "
-                           "start over", path) from None
-    if state.get("identity") != config.identity():
-        raise AdapterError("checkpoint was made with other settings; delete it to start over "
-                           "or rerun with the same ones", path)
     adapted.load_trainable(state["adapter"], str(path))
     optimiser.load_state_dict(state["optimiser"])
-    return int(state["step"])
+    return state["step"]

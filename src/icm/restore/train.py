@@ -19,7 +19,6 @@ a run resumed from a checkpoint (model, optimiser, step; written atomically ever
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -31,9 +30,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from icm.checkpoints import load_checkpoint, save_checkpoint
 from icm.degrade import get_degradation, list_degradations
 from icm.errors import IcmError
-from icm.fileio import write_atomic
 from icm.image.datasets import open_dataset
 from icm.metrics import psnr
 from icm.restore.files import RestoreInfo, save_model
@@ -284,27 +283,17 @@ def train_restorer(config: RestoreTrainConfig, progress: Progress | None = None)
 
 def _checkpoint(path: Path, config: RestoreTrainConfig, net: RestoreNet,
                 optimiser: torch.optim.Optimizer, step: int) -> None:
-    buffer = io.BytesIO()
-    torch.save({"identity": config.identity(), "step": step, "model": net.state_dict(),
-                "optimiser": optimiser.state_dict()}, buffer)
-    write_atomic(path, buffer.getvalue())
+    save_checkpoint(path, config.identity(), step,
+                    {"model": net.state_dict(), "optimiser": optimiser.state_dict()})
 
 
 def _resume(path: Path, config: RestoreTrainConfig, net: RestoreNet,
             optimiser: torch.optim.Optimizer) -> int:
-    """The step to start from: a matching checkpoint's, else 0 (a mismatch is an error:
-    silently starting over would waste the run that made it)."""
-    if not path.exists():
+    """The step to start from: a matching checkpoint's, else 0."""
+    state = load_checkpoint(path, config.identity(), RestoreTrainError)
+    if state is None:
         return 0
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        identity, step = state["identity"], int(state["step"])
-    except Exception as exc:  # a torn or foreign file: say which and stop
-        raise RestoreTrainError(f"checkpoint does not load ({type(exc).__name__}); delete it "
-                                "to start over", path) from None
-    if identity != config.identity():
-        raise RestoreTrainError("checkpoint was made with other settings; delete it to start "
-                                "over or rerun with the same ones", path)
+    step = state["step"]
     if step > config.steps:
         raise RestoreTrainError(f"checkpoint is at step {step}, past --steps {config.steps}",
                                 path)
