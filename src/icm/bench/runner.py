@@ -9,7 +9,6 @@ is the only writer of the ledger and the bitstream cache, whichever executor did
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,14 +96,15 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOut
             modules=_registering_modules(points, machines),
             truths=tuple(image.truth for image, _ in images if image.truth),
             max_pixels=config.max_pixels,
-            threads=1,  # each executor splits the cores its own way
+            threads=1,  # one core per worker process (see WorkerSetup.threads)
         )
         added = pristine_added = workers = 0
         work_ms = 0.0
         status = "interrupted"
         try:
             if plan.unit_count():
-                workers = _local_workers(config) if config.executor == "local" else config.workers
+                # Never more slots than units; 0 lets the executor size itself once started.
+                workers = config.workers or executor_class.default_workers()
                 with executor_class(setup, min(workers, plan.unit_count()) if workers else 0,
                                     config.address, config.actors) as executor:
                     workers = executor.workers
@@ -116,10 +116,6 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOut
         total = ledger.count("results")
     return BenchOutcome(out, total, added, pristine_added, wall, work_ms / 1e3,
                         dataset.skipped, workers)
-
-
-def _local_workers(config: BenchConfig) -> int:
-    return config.workers or os.cpu_count() or 1
 
 
 def _registering_modules(points, machines) -> tuple[str, ...]:

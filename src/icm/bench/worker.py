@@ -41,7 +41,7 @@ class WorkerSetup:
     modules: tuple[str, ...]  # modules that register the codecs and machines in use
     truths: tuple[Truth, ...]
     max_pixels: int
-    # Math threads per worker process. Executors use 1: float reductions then add up in one
+    # Math threads per worker process. The runner sets 1: float reductions then add up in one
     # order, so results are bit-identical for any worker count and executor (with 2 threads
     # EfficientNet's KL differed from 1 thread's in the 7th digit), and N workers use N cores.
     threads: int
@@ -132,6 +132,12 @@ class CodedPoints:
     notes: list[tuple[str, str]]  # (subject, message): points that could not be coded
     work_ms: float
 
+    def result(self, reads: list[tuple[list[ResultRow], float]]) -> CodecJobResult:
+        """The job's result, given each machine's (rows, prediction ms) on these points."""
+        rows = [row for read_rows, _ in reads for row in read_rows]
+        work_ms = self.work_ms + sum(predict_ms for _, predict_ms in reads)
+        return CodecJobResult(self.bitstreams, self.files, rows, work_ms, self.notes)
+
 
 @dataclass
 class CodecJobResult:
@@ -145,13 +151,7 @@ class CodecJobResult:
 def codec_unit(job: CodecJob, pixels: np.ndarray | None = None) -> CodecJobResult:
     """Both stages in one place: code every point, then let each pending machine read it."""
     coded, decoded = code_points(job, pixels)
-    rows: list[ResultRow] = []
-    work_ms = coded.work_ms
-    for name in job.readers:
-        read, predict_ms = read_points(job, coded.coded, decoded, name)
-        rows += read
-        work_ms += predict_ms
-    return CodecJobResult(coded.bitstreams, coded.files, rows, work_ms, coded.notes)
+    return coded.result([read_points(job, coded.coded, decoded, name) for name in job.readers])
 
 
 def code_points(job: CodecJob, pixels: np.ndarray | None = None

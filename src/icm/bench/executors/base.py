@@ -40,6 +40,12 @@ class Executor(ABC):
         self.workers = workers  # parallel slots, for the harness-share figure
 
     @classmethod
+    def default_workers(cls) -> int:
+        """Slots when ``--workers`` is 0, or 0 when only the started executor can tell (a Ray
+        cluster's CPUs)."""
+        return 0
+
+    @classmethod
     def unavailable_reason(cls) -> str | None:
         """Why this executor cannot run here (a library missing), or None."""
         return None

@@ -8,7 +8,6 @@ import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import replace
 
 from icm.bench.executors.base import Executor, PristineCall, WorkerLostError, register_executor
 from icm.bench.ledger import PristineRow
@@ -26,11 +25,14 @@ from icm.bench.worker import (
 class LocalExecutor(Executor):
     name = "local"
 
+    @classmethod
+    def default_workers(cls) -> int:
+        return os.cpu_count() or 1
+
     def __init__(self, setup: WorkerSetup, workers: int, address: str = "",
                  actors: int = 0) -> None:
         """Every worker process holds its own copy of each machine, so ``actors`` is unused."""
-        workers = workers or os.cpu_count() or 1
-        setup = replace(setup, threads=1)  # one core per worker (see WorkerSetup.threads)
+        workers = workers or self.default_workers()
         super().__init__(setup, workers, address)
         self.pool = ProcessPoolExecutor(workers,
                                         mp_context=multiprocessing.get_context("spawn"),

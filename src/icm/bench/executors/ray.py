@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -37,7 +36,6 @@ from icm.bench.worker import (
     WorkerSetup,
     code_points,
     init_worker,
-    machine,
     pristine_unit,
     read_points,
 )
@@ -89,26 +87,6 @@ class MachineActor:
     def read(self, job: CodecJob, coded: CodedPoints, decoded: dict[str, np.ndarray]):
         return read_points(job, coded.coded, decoded, self.name)
 
-    def pid(self) -> int:
-        """The actor's process id (to watch or kill it in tests and ops)."""
-        return os.getpid()
-
-    def warm(self) -> str:
-        """Load the model now; returns its fingerprint."""
-        return machine(self.name).fingerprint()
-
-
-@dataclass
-class _Unit:
-    """A codec job in flight: its coding result and one read per machine."""
-
-    coded: Any  # ObjectRef of CodedPoints
-    reads: list[Any] = field(default_factory=list)  # ObjectRefs of (rows, predict ms)
-
-    @property
-    def refs(self) -> list[Any]:
-        return [self.coded, *self.reads]
-
 
 @register_executor
 class RayExecutor(Executor):
@@ -143,7 +121,7 @@ class RayExecutor(Executor):
         resources = ray.cluster_resources()
         cpus = max(1, int(resources.get("CPU", 1)))
         self.gpus = int(resources.get("GPU", 0))
-        super().__init__(replace(setup, threads=1), cpus)
+        super().__init__(setup, cpus)
         self.actors_per_machine = actors
         self._code = ray.remote(num_cpus=1, num_returns=2, max_retries=RETRIES)(_code_task)
         self._actor_class = ray.remote(MachineActor)
@@ -195,20 +173,13 @@ class RayExecutor(Executor):
 
     def codec_units(self, jobs: Iterable[CodecJob]) -> Iterator[CodecJobResult]:
         def submit(job: CodecJob) -> list[Any]:
+            """The coding task's ref, then one read per machine of its decoded images."""
             coded, decoded = self._code.remote(self.setup, job, self._pixels_ref(job.image))
-            unit = _Unit(coded)
-            for name in job.readers:
-                unit.reads.append(self._actor(name).read.remote(job, coded, decoded))
-            return unit.refs
+            return [coded, *(self._actor(name).read.remote(job, coded, decoded)
+                             for name in job.readers)]
 
-        for refs in self._bounded(submit(job) for job in jobs):
-            coded: CodedPoints = self._get(refs[0])
-            rows, work_ms = [], coded.work_ms
-            for read in refs[1:]:
-                read_rows, predict_ms = self._get(read)
-                rows += read_rows
-                work_ms += predict_ms
-            yield CodecJobResult(coded.bitstreams, coded.files, rows, work_ms, coded.notes)
+        for coded, *reads in self._bounded(submit(job) for job in jobs):
+            yield self._get(coded).result([self._get(read) for read in reads])
 
     def _bounded(self, submissions: Iterable[list[Any]]) -> Iterator[list[Any]]:
         """Each submission's refs once all of them are ready, two per CPU in flight at most."""
