@@ -16,7 +16,7 @@ import torch
 
 from icm.adapt.conditioning import Conditioning
 from icm.adapt.encoders import AdaptedEncoder, AdapterError
-from icm.fileio import write_atomic
+from icm.tensorfiles import read_tensors, save_tensors
 
 FORMAT = "icm-adapter/1"
 
@@ -55,31 +55,13 @@ class AdapterInfo:
 
 
 def save_adapter(path: Path, adapted: AdaptedEncoder, info: AdapterInfo) -> None:
-    """Write atomically: a crash never leaves half an adapter."""
-    from safetensors.torch import save
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in adapted.trainable_state().items()}
-    write_atomic(path, save(tensors, metadata=info.metadata()))
+    save_tensors(path, adapted.trainable_state(), info.metadata())
 
 
 def read_adapter(path: Path) -> tuple[dict[str, torch.Tensor], AdapterInfo]:
     """The tensors and info of an adapter file, or a one-line :class:`AdapterError`."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    if not path.is_file():
-        raise AdapterError("adapter file not found", path)
-    data = path.read_bytes()
-    try:
-        tensors = load(data)
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata()
-    except (SafetensorError, OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise AdapterError(f"not a safetensors adapter file ({first})", path) from None
-    return tensors, AdapterInfo.from_metadata(metadata, path)
+    tensors, metadata = read_tensors(path, "adapter", AdapterError)
+    return tensors, AdapterInfo.from_metadata(metadata, Path(path))
 
 
 def load_adapter(path: Path, encoder: torch.nn.Module, machine: str,

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from icm.errors import IcmError
-from icm.fileio import write_atomic
 from icm.restore.network import UNKNOWN, Architecture, RestoreNet
+from icm.tensorfiles import read_tensors, save_tensors
 
 FORMAT = "icm-restore/1"
 
@@ -55,36 +55,13 @@ class RestoreInfo:
 
 
 def save_model(path: Path, net: RestoreNet, info: RestoreInfo) -> None:
-    """Write atomically: a crash never leaves half a model."""
-    from safetensors.torch import save
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    write_atomic(Path(path), save(tensors, metadata=info.metadata()))
+    save_tensors(path, net.state_dict(), info.metadata())
 
 
 def read_model(path: Path) -> tuple[dict[str, torch.Tensor], RestoreInfo]:
     """The tensors and info of a model file, or a one-line :class:`RestoreModelError`."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    path = Path(path)
-    if not path.is_file():
-        raise RestoreModelError("restoration model file not found", path)
-    try:
-        data = path.read_bytes()
-        tensors = load(data)
-        metadata = _metadata(data)
-    except (SafetensorError, OSError, ValueError, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RestoreModelError(f"not a safetensors model file ({first})", path) from None
-    return tensors, RestoreInfo.from_metadata(metadata, path)
-
-
-def _metadata(data: bytes) -> dict[str, str] | None:
-    """The ``__metadata__`` of safetensors bytes (the header is 8 bytes of length, then JSON)."""
-    length = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + length].decode("utf-8"))
-    return header.get("__metadata__")
+    tensors, metadata = read_tensors(path, "restoration model", RestoreModelError)
+    return tensors, RestoreInfo.from_metadata(metadata, Path(path))
 
 
 def load_model(path: Path) -> tuple[RestoreNet, RestoreInfo]:
