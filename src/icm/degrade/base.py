@@ -50,7 +50,7 @@ class Degradation(ABC):
 
     def apply(self, rgb: np.ndarray, strength: float, seed: int = 0) -> np.ndarray:
         """The degraded ``(H, W, 3)`` uint8 copy of ``rgb``; the input is never modified."""
-        _check_image(rgb)
+        check_rgb(rgb, "a degradation")
         strength = check_strength(strength)
         seed = check_seed(seed)
         if strength == 0.0:
@@ -121,11 +121,14 @@ def check_seed(seed: int) -> int:
     return int(seed)
 
 
-def _check_image(rgb: np.ndarray) -> None:
+def check_rgb(rgb: np.ndarray, taker: str) -> np.ndarray:
+    """``rgb`` if it is a non-empty ``(H, W, 3)`` uint8 array; else a ValueError saying what
+    ``taker`` takes (a programming mistake, not bad user input: files are checked on load)."""
     shape = getattr(rgb, "shape", None)
     valid = isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3
     if not valid or rgb.shape[2] != 3 or 0 in rgb.shape:
-        raise ValueError(f"a degradation takes an (H, W, 3) uint8 image, got {shape}")
+        raise ValueError(f"{taker} takes an (H, W, 3) uint8 image, got {shape}")
+    return rgb
 
 
 def to_unit(rgb: np.ndarray) -> np.ndarray:

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 from scipy import fft, ndimage, optimize, signal
 
-from icm.degrade.base import check_strength
+from icm.degrade.base import check_rgb, check_strength
 from icm.degrade.blur import line_kernel
 from icm.degrade.registry import DEGRADATIONS, get_degradation
 from icm.errors import IcmError
@@ -83,7 +83,7 @@ def image_features(rgb: np.ndarray) -> np.ndarray:
 
 
 def _named_features(rgb: np.ndarray) -> dict[str, float]:
-    rgb = _padded(_checked(rgb))
+    rgb = _padded(check_rgb(rgb, "the recogniser"))
     crop = _native_crop(rgb).astype(np.float64)
     view = _view(rgb).astype(np.float64) / 255.0
     features: dict[str, float] = {}
@@ -98,14 +98,6 @@ def _named_features(rgb: np.ndarray) -> dict[str, float]:
     features.update(_drop_features(view, grey))
     return {name: float(np.nan_to_num(value, nan=0.0, posinf=50.0, neginf=-50.0))
             for name, value in features.items()}
-
-
-def _checked(rgb: np.ndarray) -> np.ndarray:
-    shape = getattr(rgb, "shape", None)
-    valid = isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3
-    if not valid or rgb.shape[2] != 3 or 0 in rgb.shape:
-        raise ValueError(f"the recogniser takes an (H, W, 3) uint8 image, got {shape}")
-    return rgb
 
 
 def _padded(rgb: np.ndarray) -> np.ndarray:

@@ -2,9 +2,9 @@
 
 The network needs a condition. Given a name (``"noise"``) it gets that type; ``"unknown"`` is
 the condition trained for images without metadata; ``"auto"`` asks the degradation recogniser
-(``icm.degrade.recognise``) when it is installed and falls back to unknown otherwise, so this
-module works with or without it. A strength of ``None`` is fed as "strength not known", a
-condition the network was also trained on. An image the recogniser calls clean comes back as
+(``icm.degrade.recognise``) and falls back to unknown when its model cannot be loaded. A
+strength of ``None`` is fed as "strength not known", a condition the network was also trained
+on. An image the recogniser calls clean comes back as
 it went in: there is nothing to undo, and any correction could only add damage.
 """
 
@@ -20,13 +20,14 @@ import numpy as np
 import torch
 
 from icm.degrade import check_strength, get_degradation
+from icm.degrade.base import check_rgb
+from icm.degrade.recognise import CLEAN, Recogniser, get_recogniser
 from icm.errors import IcmError
 from icm.restore.files import RestoreModelError, load_model
 from icm.restore.network import UNKNOWN, RestoreNet
 
 SHIPPED_MODEL = "data/restore.safetensors"
 AUTO = "auto"
-CLEAN = "clean"
 
 
 @dataclass(frozen=True)
@@ -85,19 +86,12 @@ def resolve(rgb: np.ndarray, degradation: str, strength: float | None) -> Restor
                          "recogniser", probabilities)
 
 
-def _recogniser() -> Any:
-    """The shipped recogniser, or None where ``icm.degrade.recognise`` or its model is not
-    installed: "auto" then means "unknown", which the network was trained for, rather than
-    an error for a part of icm the caller did not ask for by name."""
+def _recogniser() -> Recogniser | None:
+    """The shipped recogniser, or None where its model file is missing or damaged: "auto"
+    then means "unknown", which the network was trained for, rather than an error for a part
+    of icm the caller did not ask for by name."""
     try:
-        from icm.degrade import recognise
-    except ImportError:
-        return None
-    get = getattr(recognise, "get_recogniser", None)
-    if get is None:
-        return None
-    try:
-        return get()
+        return get_recogniser()
     except (IcmError, OSError):
         return None
 
@@ -118,10 +112,7 @@ def run_network(net: RestoreNet, rgb: np.ndarray, name: str, strength: float | N
 def restore_image(rgb: np.ndarray, degradation: str = AUTO, strength: float | None = None,
                   model: str | Path | None = None) -> tuple[np.ndarray, RestoreRecord]:
     """Restore an ``(H, W, 3)`` uint8 image; return it with the condition used."""
-    shape = getattr(rgb, "shape", None)
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 \
-            or rgb.shape[2] != 3 or 0 in rgb.shape:
-        raise ValueError(f"restore_image takes an (H, W, 3) uint8 image, got {shape}")
+    check_rgb(rgb, "restore_image")
     record = resolve(rgb, degradation, strength)
     net = get_model(model)
     if record.name == CLEAN:
