@@ -35,11 +35,6 @@ class DefaultCommandGroup(TyperGroup):
             args = [DEFAULT_COMMAND, *args]
         return super().parse_args(ctx, args)
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):
-        if args and args[0] not in self.commands and DEFAULT_COMMAND in self.commands:
-            args = [DEFAULT_COMMAND, *args]
-        return super().resolve_command(ctx, args)
-
 
 def register(app: typer.Typer, out: Console, err: Console) -> None:
     """Add the ``restore`` command group to the ``icm`` app."""
