@@ -64,7 +64,8 @@ class EncodeResult:
             }
         if self.prepared is not None:
             record.update(self.prepared.describe())
-            record.update(_side_info_of(self.prepared.resample, self.prepared.tags))
+            record.update(_side_info_of(self.prepared.resample, self.prepared.tags,
+                                        self.prepared.restore))
         return record
 
 
@@ -139,6 +140,7 @@ def encode_image(
             resample=prepared.resample,
             original_size=(width, height) if prepared.resample else None,
             tags=prepared.tags,
+            restore=prepared.restore,
         )
         return container.pack(header, bitstream.data)
 
@@ -226,7 +228,8 @@ class Coded:
     bitstream: Bitstream | None = None
 
     def decode(self) -> np.ndarray:
-        """RGB at the original size: a resampled ``.icm`` is scaled back to it."""
+        """RGB at the original size: a resampled ``.icm`` is scaled back to it, and a RESTORE
+        field's restorer runs last."""
         codec = get_codec(self.codec)
         try:
             if self.bitstream is None:
@@ -237,7 +240,22 @@ class Coded:
         header = self.header
         if header is not None and image.shape[:2] != (header.height, header.width):
             image = _resize(image, header.width, header.height)
+        if header is not None and header.restore is not None:
+            image = _post_restore(image, header.restore, self.path)
         return image
+
+
+def _post_restore(image: np.ndarray, restore: container.PostRestore, path: Path) -> np.ndarray:
+    """Run the restorer a file's RESTORE field names (it needs torch: the adapt extra)."""
+    try:
+        from icm.restore.api import restore_decoded
+    except ImportError as exc:
+        raise IcmError(f"this file asks for restoration after decoding, which needs torch "
+                       f"({exc.name} is missing): pip install 'icm[adapt]'", path) from None
+    try:
+        return restore_decoded(image, restore.model, restore.degradation, restore.strength)
+    except IcmError as exc:
+        raise IcmError(exc.problem, path) from None
 
 
 def read_coded(path: Path) -> Coded:
@@ -305,11 +323,12 @@ def describe_file(path: Path) -> dict[str, Any]:
 
 
 def _side_info(header: container.Header) -> dict[str, Any]:
-    return _side_info_of(header.resample, header.tags)
+    return _side_info_of(header.resample, header.tags, header.restore)
 
 
 def _side_info_of(
-    resample: container.Resample | None, tags: container.Tags | None
+    resample: container.Resample | None, tags: container.Tags | None,
+    restore: container.PostRestore | None = None,
 ) -> dict[str, Any]:
     """JSON for the resampling and tags side information; tag ids get their label names when
     icm ships the vocabulary."""
@@ -329,6 +348,9 @@ def _side_info_of(
             info["tags"]["labels"] = [
                 labels[i] if i < len(labels) else None for i in tags.ids
             ]
+    if restore is not None:
+        info["restore"] = {"model": restore.model, "degradation": restore.degradation,
+                           "strength": restore.strength}
     return info
 
 

@@ -15,6 +15,13 @@ order they run whatever order they are written in:
 ``tags[=MACHINE][~K]``
     the machine's top-K labels as ids in the container's semantic side channel (default
     ``classify``, K = 3).
+``restore=edge|server|joint``
+    where a degraded photo is restored (:mod:`icm.restore`; LL-ICM's placements). The encoder's
+    recogniser names the damage on the uncoded image in every case. ``edge`` restores before
+    coding (first of all the tools: at the camera); ``server`` writes a RESTORE field so the
+    decoder runs the general restorer after decoding; ``joint`` does the same with the restorer
+    trained on this codec's decoded images (``restore-<codec>``), which removes the damage
+    and the coding artefacts together.
 
 Every file stays a standard bitstream: the tools change what is coded, never how.
 """
@@ -29,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from icm.codecs import Codec
-from icm.container import Resample, Tags
+from icm.container import PostRestore, Resample, Tags
 from icm.errors import IcmError
 from icm.importance import ImportanceMap, ImportanceProvider, get_importance
 from icm.importance.apply import (
@@ -40,7 +47,8 @@ from icm.importance.apply import (
     prefilter,
 )
 
-FIT, TAGS = "fit", "tags"
+FIT, TAGS, RESTORE = "fit", "tags", "restore"
+PLACEMENTS = ("edge", "server", "joint")
 DEFAULT_TAGGER = "classify"
 DEFAULT_TAG_COUNT = 3
 RESAMPLE_FILTER = "lanczos"
@@ -92,9 +100,13 @@ class Prepared:
     importance: ImportanceMap | None = None
     applier: str | None = None
     strength: float | None = None
+    restore: PostRestore | None = None  # restoration the decoder runs (server, joint)
+    restored: dict[str, Any] | None = None  # what the restore tool saw and did
 
     def describe(self) -> dict[str, Any]:
         record: dict[str, Any] = {}
+        if self.restored is not None:
+            record["restoration"] = self.restored
         if self.importance is not None:
             record["importance"] = self.importance.describe()
             record["applier"] = {"kind": self.applier, "strength": self.strength}
@@ -107,13 +119,19 @@ class Recipe:
     def __init__(self, tools: Sequence[str]) -> None:
         self.tools = tuple(Tool.parse(text) for text in tools)
         names = [tool.name for tool in self.tools]
-        for name in (FIT, TAGS):
+        for name in (FIT, TAGS, RESTORE):
             if names.count(name) > 1:
                 raise RecipeError(f"tool {name!r} is given twice")
         by_name = {tool.name: tool for tool in self.tools}
         self.fit = by_name.get(FIT)
         self.tags = by_name.get(TAGS)
-        importance = [tool for tool in self.tools if tool.name not in (FIT, TAGS)]
+        self.restore = by_name.get(RESTORE)
+        if self.restore is not None and self.restore.argument not in PLACEMENTS:
+            raise RecipeError(f"tool 'restore' needs where: restore={'|'.join(PLACEMENTS)}")
+        # the last image's (pixel hash, recognition) and (pixel hash, edge restoration)
+        self._seen: tuple[str, Any] | None = None
+        self._edge: tuple[str, np.ndarray] | None = None
+        importance = [tool for tool in self.tools if tool.name not in (FIT, TAGS, RESTORE)]
         if len(importance) > 1:
             listed = ", ".join(str(tool) for tool in importance)
             raise RecipeError(f"one importance map per point, got {listed}")
@@ -154,16 +172,20 @@ class Recipe:
         for tool in (self.fit, self.tags):
             if tool is not None:
                 parts.append(self._machine(tool.argument or DEFAULT_TAGGER).fingerprint())
+        if self.restore is not None:
+            parts.append(_restore_fingerprint(self._restore_model(codec)))
         return "|".join(parts)
 
     def prepare(self, image: np.ndarray, codec: Codec, options: dict[str, Any]) -> Prepared:
         """Run the tools on ``image`` for ``codec`` (whose resolved ``options`` decide the
         applier); the result's ``options`` carry any delta-QP map."""
         prepared = Prepared(image, dict(options))
+        if self.restore is not None:  # at the camera, before anything reads the image
+            self._restore(prepared, codec)
         if self.tags is not None:
-            prepared.tags = self._tag(image)
+            prepared.tags = self._tag(prepared.image)
         if self.fit is not None:
-            prepared.image, prepared.resample = self._fit(image)
+            prepared.image, prepared.resample = self._fit(prepared.image)
         if self.importance is not None and self._provider is not None:
             self._apply_importance(prepared, codec)
         return prepared
@@ -187,6 +209,50 @@ class Recipe:
 
         resized = Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS)
         return np.asarray(resized), Resample(width, height, RESAMPLE_FILTER)
+
+    def _restore_model(self, codec: Codec) -> str:
+        """The shipped restorer a placement runs; a joint one must exist for ``codec``."""
+        from icm.restore.api import GENERAL, joint_model_name, shipped_model_path
+
+        assert self.restore is not None
+        if self.restore.argument != "joint":
+            return GENERAL
+        name = joint_model_name(codec.name)
+        if not shipped_model_path(name).is_file():
+            raise RecipeError(f"no joint restorer for {codec.name} ships with icm; train one "
+                              f"with icm restore train --codec {codec.name} --init shipped")
+        return name
+
+    def _restore(self, prepared: Prepared, codec: Codec) -> None:
+        """Recognise the damage on the uncoded image, then restore it now (edge) or have the
+        decoder do it (server, joint) through the container's RESTORE field."""
+        from icm.degrade.recognise import CLEAN
+        from icm.restore.api import restore_decoded
+
+        assert self.restore is not None
+        key, seen = self._recognise(prepared.image)
+        strength = round(float(seen.strength), 2) if seen.name != CLEAN else None
+        model = self._restore_model(codec)
+        placement = self.restore.argument
+        prepared.restored = {"placement": placement, "model": model, "seen": seen.name,
+                             "strength": strength}
+        if placement == "edge":
+            if self._edge is None or self._edge[0] != key:
+                self._edge = (key, restore_decoded(prepared.image, model, seen.name, strength))
+            prepared.image = self._edge[1]
+        elif seen.name != CLEAN or placement == "joint":  # a general restorer leaves clean be
+            prepared.restore = PostRestore(model, seen.name, strength)
+
+    def _recognise(self, image: np.ndarray) -> tuple[str, Any]:
+        """(pixel hash, the recogniser's reading) of ``image``, kept for the next call: every
+        level of a point sees the same uncoded image."""
+        from icm.degrade.recognise import recognise_image
+        from icm.image.datasets import content_hash
+
+        key = content_hash(image)
+        if self._seen is None or self._seen[0] != key:
+            self._seen = (key, recognise_image(image))
+        return self._seen
 
     @staticmethod
     def applier_for(codec: Codec, options: dict[str, Any]) -> str:
@@ -214,6 +280,15 @@ class Recipe:
 def recipe_for(tools: tuple[str, ...]) -> Recipe:
     """One :class:`Recipe` per distinct tool list per process, so models load once."""
     return Recipe(tools)
+
+
+@cache
+def _restore_fingerprint(model: str) -> str:
+    from icm.degrade.recognise import recogniser_fingerprint
+    from icm.restore.api import model_fingerprint, shipped_model_path
+
+    return f"recogniser:{recogniser_fingerprint()},{model}:" \
+        f"{model_fingerprint(shipped_model_path(model))}"
 
 
 @cache

@@ -113,9 +113,21 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
         val_limit: Annotated[int, typer.Option("--val-limit", min=1)] = 4,
         threads: Annotated[int, typer.Option("--threads", min=0,
                                              help="torch CPU threads (0: torch's default).")] = 0,
+        codec: Annotated[str | None, typer.Option(
+            "--codec", help="Joint training: code every degraded crop with this codec first, "
+            "so the network removes degradation and coding artefacts together.")] = None,
+        levels: Annotated[str, typer.Option(
+            "--levels", help="Comma-separated levels of --codec (default: its ladder).")] = "",
+        init: Annotated[str | None, typer.Option(
+            "--init", help="Start from this model file ('shipped': the shipped "
+            "restorer).")] = None,
+        clean_rate: Annotated[float, typer.Option(
+            "--clean-rate", min=0, max=0.99, help="Joint training: share of crops left "
+            "undegraded (only coding artefacts to remove).")] = 0.0,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
-        """Train a restoration network on clean photos with synthetic degradations."""
+        """Train a restoration network on clean photos with synthetic degradations (with
+        --codec: jointly with that codec's artefacts, LL-ICM's second stage)."""
         from icm.errors import IcmError
 
         try:
@@ -125,6 +137,7 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
         import torch
 
         from icm.restore import RestoreTrainConfig, train_restorer
+        from icm.restore.api import shipped_model_path
         from icm.restore.train import all_degradations
 
         if threads:
@@ -134,7 +147,10 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
             images=tuple(images or ["samples"]), val=val, out=out_path,
             degradations=chosen or all_degradations(), strengths=(low, high), crop=crop,
             batch=batch, steps=steps, lr=lr, mse_weight=mse_weight, unknown_rate=unknown_rate,
-            seed=seed, checkpoint_every=checkpoint_every, limit=limit, val_limit=val_limit)
+            seed=seed, checkpoint_every=checkpoint_every, limit=limit, val_limit=val_limit,
+            codec=codec, levels=tuple(v.strip() for v in levels.split(",") if v.strip()),
+            init=shipped_model_path() if init == "shipped" else (Path(init) if init else None),
+            clean_rate=clean_rate)
         with progress_bar(err, disable=as_json) as progress:
             result = train_restorer(config, stage_reporter(progress))
         record = {"out": str(result.out), "steps": result.steps,

@@ -50,6 +50,11 @@ tag    name      kind      value
                            ``=`` or ``;``; values hold no ``;``. Absent when there are none.
 0x42   TAGS      optional  semantic side channel: vocabulary name (varint byte length, then
                            UTF-8), then zero or more label ids (varints) to the end of the value
+0x43   RESTORE   optional  restoration after decoding: UTF-8 ``MODEL;TYPE;STRENGTH``, the
+                           restorer to run on the decoded image (a model icm ships, e.g.
+                           ``restore-jpeg``), the degradation the encoder saw in the uncoded
+                           image and its strength (``0..1``, empty when not known). A reader
+                           that does not know the field shows the decoded image unrestored.
 =====  ========  ========  ====================================================================
 
 A reader checks, in order: magic, version, lengths (truncation), CRC, trailing bytes, then the
@@ -89,6 +94,7 @@ class Field(IntEnum):
     FORMAT = 0x40
     OPTIONS = 0x41
     TAGS = 0x42
+    RESTORE = 0x43
 
 
 CHROMA_CODES: Mapping[str, int] = MappingProxyType({"420": 0, "422": 1, "444": 2, "400": 3})
@@ -138,6 +144,34 @@ class Tags:
 
 
 @dataclass(frozen=True)
+class PostRestore:
+    """Restore the decoded image with ``model``, told ``degradation`` at ``strength``.
+
+    The encoder sees the uncoded image, so it names the damage far better than a decoder
+    could from the coded one (coding artefacts look like damage too); the few bytes this
+    costs are counted in the file's bpp like every other byte.
+    """
+
+    model: str
+    degradation: str
+    strength: float | None = None
+
+    def __post_init__(self) -> None:
+        for value, what in ((self.model, "restore model"), (self.degradation, "degradation")):
+            _check_text(value, what, empty_ok=False)
+            if ";" in value:
+                raise ValueError(f"{what} {_short(value)} may not contain ';'")
+        if self.strength is not None:
+            if not isinstance(self.strength, int | float) or not 0 <= self.strength <= 1:
+                raise ValueError(f"restore strength {self.strength!r} is not in [0, 1]")
+            object.__setattr__(self, "strength", round(float(self.strength), 2))
+
+    def encode(self) -> bytes:
+        strength = "" if self.strength is None else f"{self.strength:.2f}".rstrip("0")
+        return f"{self.model};{self.degradation};{strength.rstrip('.')}".encode()
+
+
+@dataclass(frozen=True)
 class Header:
     """Everything an ``.icm`` file says about its payload.
 
@@ -156,6 +190,7 @@ class Header:
     options: Mapping[str, str] = field(default_factory=dict)
     resample: Resample | None = None
     tags: Tags | None = None
+    restore: PostRestore | None = None
     extra: Mapping[int, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -184,6 +219,8 @@ class Header:
             raise ValueError(f"resample must be a Resample, not {type(self.resample).__name__}")
         if self.tags is not None and not isinstance(self.tags, Tags):
             raise ValueError(f"tags must be a Tags, not {type(self.tags).__name__}")
+        if self.restore is not None and not isinstance(self.restore, PostRestore):
+            raise ValueError(f"restore must be a PostRestore, not {type(self.restore).__name__}")
         extra = {}
         for tag, value in self.extra.items():
             if not _is_int(tag) or not FIRST_OPTIONAL_TAG <= tag <= 0xFF or tag in _KNOWN:
@@ -208,6 +245,7 @@ class Header:
                 frozenset(self.options.items()),
                 self.resample,
                 self.tags,
+                self.restore,
                 frozenset(self.extra.items()),
             )
         )
@@ -270,6 +308,8 @@ def _encode_fields(header: Header) -> list[tuple[int, bytes]]:
         vocabulary = header.tags.vocabulary.encode()
         ids = b"".join(_varint(label) for label in header.tags.ids)
         fields[Field.TAGS] = _varint(len(vocabulary)) + vocabulary + ids
+    if header.restore is not None:
+        fields[Field.RESTORE] = header.restore.encode()
     fields.update(header.extra)
     return sorted((int(tag), value) for tag, value in fields.items())
 
@@ -384,6 +424,7 @@ def _decode_header(data: bytes, start: int, end: int) -> Header:
         chroma, bit_depth = _CHROMA_NAMES[value[0]], value[1]
     options = _decode_options(fields[Field.OPTIONS]) if Field.OPTIONS in fields else {}
     tags = _decode_tags(fields[Field.TAGS]) if Field.TAGS in fields else None
+    restore = _decode_restore(fields[Field.RESTORE]) if Field.RESTORE in fields else None
     extra = {tag: value for tag, value in fields.items() if tag not in _KNOWN}
     return _build(
         Header,
@@ -396,8 +437,21 @@ def _decode_header(data: bytes, start: int, end: int) -> Header:
         options=options,
         resample=resample,
         tags=tags,
+        restore=restore,
         extra=extra,
     )
+
+
+def _decode_restore(value: bytes) -> PostRestore:
+    parts = _text(value, "RESTORE").split(";")
+    if len(parts) != 3:
+        raise _Malformed("RESTORE is not MODEL;TYPE;STRENGTH")
+    model, degradation, strength = parts
+    try:
+        number = float(strength) if strength else None
+    except ValueError:
+        raise _Malformed(f"RESTORE strength {_short(strength)} is not a number") from None
+    return _build(PostRestore, "RESTORE", model, degradation, number)
 
 
 def _decode_options(value: bytes) -> dict[str, str]:
@@ -520,6 +574,7 @@ def header_for(
     resample: Resample | None = None,
     original_size: tuple[int, int] | None = None,
     tags: Tags | None = None,
+    restore: PostRestore | None = None,
 ) -> Header:
     """The header for ``bitstream``, whose metadata becomes POINT, SIZE and FORMAT.
 
@@ -561,6 +616,7 @@ def header_for(
         options=options,
         resample=resample,
         tags=tags,
+        restore=restore,
     )
 
 

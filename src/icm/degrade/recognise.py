@@ -537,6 +537,14 @@ def get_recogniser() -> Recogniser:
     return Recogniser.from_bytes(data, str(model_file))
 
 
+def recogniser_fingerprint() -> str:
+    """A short hash of the shipped model's bytes (cached results name the model they used)."""
+    import hashlib
+
+    data = resources.files("icm.degrade").joinpath(SHIPPED_MODEL).read_bytes()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 def recognise_image(rgb: np.ndarray) -> Recognition:
     """Recognise an image's degradation with the shipped model."""
     return get_recogniser().predict(rgb)

@@ -23,10 +23,10 @@ from icm.degrade import check_strength, get_degradation
 from icm.degrade.base import check_rgb
 from icm.degrade.recognise import CLEAN, Recogniser, get_recogniser
 from icm.errors import IcmError
-from icm.restore.files import RestoreModelError, load_model
+from icm.restore.files import RestoreInfo, RestoreModelError, load_model
 from icm.restore.network import UNKNOWN, RestoreNet
 
-SHIPPED_MODEL = "data/restore.safetensors"
+GENERAL = "restore"  # the shipped general restorer's name (data/restore.safetensors)
 AUTO = "auto"
 
 
@@ -52,21 +52,54 @@ class RestoreRecord:
         return record
 
 
-def shipped_model_path() -> Path:
-    return Path(str(resources.files("icm.restore").joinpath(SHIPPED_MODEL)))
+def shipped_model_path(name: str = GENERAL) -> Path:
+    """The shipped model file called ``name`` (``restore``, or ``restore-<codec>`` for a
+    restorer trained jointly with that codec); it may not exist."""
+    return Path(str(resources.files("icm.restore").joinpath(f"data/{name}.safetensors")))
+
+
+def joint_model_name(codec: str) -> str:
+    """The shipped model that restores ``codec``'s decoded images (LL-ICM's joint stage)."""
+    return f"{GENERAL}-{codec}"
+
+
+def shipped_models() -> list[str]:
+    """Names of the restoration models that ship with icm."""
+    folder = shipped_model_path().parent
+    return sorted(path.stem for path in folder.glob("*.safetensors"))
 
 
 @functools.lru_cache(maxsize=4)
-def _cached(path: str, mtime_ns: int) -> RestoreNet:
-    return load_model(Path(path))[0]
+def _cached(path: str, mtime_ns: int) -> tuple[RestoreNet, RestoreInfo]:
+    return load_model(Path(path))
+
+
+def _model_file(model: str | Path | None) -> Path:
+    path = Path(model) if model is not None else shipped_model_path()
+    if not path.is_file():
+        raise RestoreModelError("restoration model file not found", path)
+    return path
 
 
 def get_model(model: str | Path | None = None) -> RestoreNet:
     """The network in ``model`` (default: the shipped one), loaded once per process."""
-    path = Path(model) if model is not None else shipped_model_path()
-    if not path.is_file():
-        raise RestoreModelError("restoration model file not found", path)
-    return _cached(str(path.resolve()), path.stat().st_mtime_ns)
+    path = _model_file(model)
+    return _cached(str(path.resolve()), path.stat().st_mtime_ns)[0]
+
+
+def model_fingerprint(model: str | Path | None = None) -> str:
+    """A short hash of the model file's bytes: what decides a restored image."""
+    import hashlib
+
+    return hashlib.sha256(_model_file(model).read_bytes()).hexdigest()[:16]
+
+
+def is_joint(model: str | Path | None = None) -> bool:
+    """True for a model trained on a codec's decoded images (it also removes coding
+    artefacts, so it has work to do even on an image that was clean before coding)."""
+    path = _model_file(model)
+    info = _cached(str(path.resolve()), path.stat().st_mtime_ns)[1]
+    return bool(info.trained.get("codec"))
 
 
 def resolve(rgb: np.ndarray, degradation: str, strength: float | None) -> RestoreRecord:
@@ -118,3 +151,22 @@ def restore_image(rgb: np.ndarray, degradation: str = AUTO, strength: float | No
     if record.name == CLEAN:
         return rgb.copy(), record
     return run_network(net, rgb, record.name, record.strength), record
+
+
+def restore_decoded(rgb: np.ndarray, model: str, degradation: str,
+                    strength: float | None) -> np.ndarray:
+    """What a decoder does with a file's RESTORE field: run the shipped ``model`` told what the
+    encoder saw. An image the encoder called clean is left alone by a general restorer (there
+    is nothing to undo) and given to a joint one as "unknown at strength 0", the condition it
+    was trained to read as "coding artefacts only"."""
+    check_rgb(rgb, "restore_decoded")
+    path = shipped_model_path(model)
+    if not path.is_file():
+        known = ", ".join(shipped_models())
+        raise RestoreModelError(f"no restoration model {model!r} ships with this icm "
+                                f"(it has: {known})")
+    if degradation == CLEAN:
+        if not is_joint(path):
+            return rgb.copy()
+        degradation, strength = UNKNOWN, 0.0
+    return run_network(get_model(path), rgb, degradation, strength)

@@ -12,6 +12,15 @@ A share of samples (``unknown_rate``) is shown as type "unknown" with no strengt
 again (of the rest) with the type but no strength, as classifier-free guidance drops its
 condition: the model then also serves images that come with no metadata.
 
+**Joint training** (LL-ICM's second stage): with ``codec`` set, every degraded crop is also
+coded and decoded by that codec at a random level of ``levels`` before the network sees it, so
+the network learns to remove the degradation and the coding artefacts together. It starts from
+``init`` (a trained restorer, usually the shipped one). ``clean_rate`` of the samples are left
+undegraded and labelled "unknown at strength 0": the condition a decoder gives an image the
+encoder's recogniser called clean, where only the coding artefacts are left to remove. Crops
+are coded at the origin of the crop, so the codec's block grid lines up with the network's
+stride-8 grid exactly as it does on a whole image coded from its top-left corner.
+
 Because a step's batch depends only on ``(seed, step)`` and the learning rate only on the step,
 a run resumed from a checkpoint (model, optimiser, step; written atomically every
 ``checkpoint_every`` steps beside the output) ends with the same weights as one never stopped.
@@ -31,11 +40,12 @@ import torch
 from torch.nn import functional as F
 
 from icm.checkpoints import load_checkpoint, save_checkpoint
+from icm.codecs import get_codec
 from icm.degrade import get_degradation, list_degradations
 from icm.errors import IcmError
 from icm.image.datasets import open_dataset
 from icm.metrics import psnr
-from icm.restore.files import RestoreInfo, save_model
+from icm.restore.files import RestoreInfo, load_model, save_model
 from icm.restore.network import UNKNOWN, Architecture, RestoreNet, parameter_count
 
 Progress = Callable[[str, int, int], None]
@@ -75,6 +85,11 @@ class RestoreTrainConfig:
     val_crop: int = 128
     val_strength: float = 0.5
     widths: tuple[int, int, int] = (32, 48, 64)
+    #: joint training: the codec the network learns to follow, its levels, and the start model
+    codec: str | None = None
+    levels: tuple[str, ...] = ()
+    init: Path | None = None
+    clean_rate: float = 0.0
 
     def check(self) -> None:
         low, high = self.strengths
@@ -88,12 +103,29 @@ class RestoreTrainConfig:
             raise RestoreTrainError("no degradations to train on")
         for name in self.degradations:
             get_degradation(name)  # an unknown name is a one-line error
+        if not 0.0 <= self.clean_rate < 1.0:
+            raise RestoreTrainError(f"clean rate must be in [0, 1), got {self.clean_rate}")
+        if self.codec is not None:
+            codec = get_codec(self.codec)  # unknown or unavailable: a one-line error
+            for level in self.levels:
+                codec.knob.parse(level, codec.name)
+        elif self.levels or self.clean_rate:
+            raise RestoreTrainError("--levels and --clean-rate need --codec (joint training)")
+        if self.init is not None and not Path(self.init).is_file():
+            raise RestoreTrainError("initial model file not found", self.init)
+
+    def coding_levels(self) -> tuple[str, ...]:
+        """The levels joint training codes at: the given ones, else the codec's ladder."""
+        if self.codec is None:
+            return ()
+        return self.levels or get_codec(self.codec).ladder
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed (``steps`` may grow: training longer)."""
         record = asdict(self)
         record["out"] = str(self.out)
-        for key in ("images", "degradations", "strengths", "widths"):
+        record["init"] = None if self.init is None else str(self.init)
+        for key in ("images", "degradations", "strengths", "widths", "levels"):
             record[key] = list(record[key])
         for volatile in ("steps", "checkpoint_every"):
             record.pop(volatile)
@@ -153,7 +185,7 @@ def sample_batch(images: Sequence[np.ndarray], config: RestoreTrainConfig, net: 
     """The batch of ``step``: a pure function of ``(config.seed, step)`` and the images."""
     rng = np.random.default_rng([config.seed, step])
     degraded, clean, type_ids, strengths, known = [], [], [], [], []
-    crop = config.crop
+    crop, levels = config.crop, config.coding_levels()
     for _ in range(config.batch):
         pixels = images[int(rng.integers(len(images)))]
         height, width = pixels.shape[:2]
@@ -165,21 +197,38 @@ def sample_batch(images: Sequence[np.ndarray], config: RestoreTrainConfig, net: 
         name = config.degradations[int(rng.integers(len(config.degradations)))]
         strength = float(rng.uniform(*config.strengths))
         seed = int(rng.integers(2**31))
-        damaged = get_degradation(name).apply(context, strength, seed)
+        is_clean = rng.random() < config.clean_rate
+        damaged = context if is_clean else get_degradation(name).apply(context, strength, seed)
         y, x = int(rng.integers(side - crop + 1)), int(rng.integers(side - crop + 1))
         flip_x, flip_y = rng.random() < 0.5, rng.random() < 0.5
         hide_type, hide_strength = rng.random() < config.unknown_rate, rng.random()
         hide_strength = hide_type or hide_strength < config.unknown_rate
-        for source, into in ((context, clean), (damaged, degraded)):
-            window = source[y : y + crop, x : x + crop]
-            window = window[:, ::-1] if flip_x else window
-            window = window[::-1] if flip_y else window
-            into.append(to_tensor(window))
+        windows = [_window(source, y, x, crop, flip_x, flip_y) for source in (context, damaged)]
+        if levels:
+            level = levels[int(rng.integers(len(levels)))]
+            windows[1] = coded_round_trip(windows[1], str(config.codec), level)
+        clean.append(to_tensor(windows[0]))
+        degraded.append(to_tensor(windows[1]))
+        if is_clean:  # what a decoder is told for an image the recogniser called clean
+            name, strength, hide_type, hide_strength = UNKNOWN, 0.0, True, False
         type_ids.append(0 if hide_type else net.type_index(name))
         strengths.append(0.0 if hide_strength else strength)
         known.append(0.0 if hide_strength else 1.0)
     return Batch(torch.stack(degraded), torch.stack(clean), torch.tensor(type_ids),
                  torch.tensor(strengths), torch.tensor(known))
+
+
+def _window(source: np.ndarray, y: int, x: int, crop: int, flip_x: bool,
+            flip_y: bool) -> np.ndarray:
+    window = source[y : y + crop, x : x + crop]
+    window = window[:, ::-1] if flip_x else window
+    return np.ascontiguousarray(window[::-1] if flip_y else window)
+
+
+def coded_round_trip(rgb: np.ndarray, codec: str, level: str) -> np.ndarray:
+    """``rgb`` as the decoder of ``codec@level`` gives it back."""
+    coder = get_codec(codec)
+    return coder.decode(coder.encode(rgb, level))
 
 
 def restoration_loss(net: RestoreNet, batch: Batch, mse_weight: float) -> torch.Tensor:
@@ -200,14 +249,21 @@ class ValCase:
 
 def val_cases(config: RestoreTrainConfig) -> list[ValCase]:
     """Center crops of the first ``val_limit`` val photos, each with every trained degradation
-    at ``val_strength`` and a fixed seed: the same cases before and after training."""
+    at ``val_strength`` and a fixed seed: the same cases before and after training. Joint
+    training codes each case at the middle of its levels, as the network will meet it."""
     if not config.val:
         return []
     crops = [_center(pixels, config.val_crop)
              for pixels in load_images([config.val], 8, config.val_limit)]
-    return [ValCase(name, clean, get_degradation(name).apply(clean, config.val_strength, 1000 + i),
-                    config.val_strength)
-            for name in config.degradations for i, clean in enumerate(crops)]
+    levels = config.coding_levels()
+    cases = []
+    for name in config.degradations:
+        for i, clean in enumerate(crops):
+            damaged = get_degradation(name).apply(clean, config.val_strength, 1000 + i)
+            if levels:
+                damaged = coded_round_trip(damaged, str(config.codec), levels[len(levels) // 2])
+            cases.append(ValCase(name, clean, damaged, config.val_strength))
+    return cases
 
 
 def _center(pixels: np.ndarray, side: int) -> np.ndarray:
@@ -244,7 +300,7 @@ def train_restorer(config: RestoreTrainConfig, progress: Progress | None = None)
     config.check()
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    net = RestoreNet(config.vocabulary(), Architecture(widths=tuple(config.widths)))
+    net = _start_network(config)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=0.0)
     images = load_images(config.images, config.crop, config.limit)
     cases = val_cases(config)
@@ -274,11 +330,21 @@ def train_restorer(config: RestoreTrainConfig, progress: Progress | None = None)
                "degradations": list(config.degradations), "strengths": list(config.strengths),
                "unknown_rate": config.unknown_rate, "wall_s": wall_s,
                "val_strength": config.val_strength, "val_before": val_before,
-               "val_after": val_after, "last_loss": losses[-1] if losses else None}
+               "val_after": val_after, "last_loss": losses[-1] if losses else None,
+               "codec": config.codec, "levels": list(config.coding_levels()),
+               "init": None if config.init is None else str(config.init),
+               "clean_rate": config.clean_rate}
     save_model(config.out, net, RestoreInfo(net.vocabulary, net.arch, trained))
     checkpoint.unlink(missing_ok=True)
     return TrainResult(config.out, config.steps, start, losses, val_before, val_after, wall_s,
                        parameter_count(net), len(images))
+
+
+def _start_network(config: RestoreTrainConfig) -> RestoreNet:
+    """A fresh network, or a copy of ``config.init`` (joint training fine-tunes a restorer)."""
+    if config.init is None:
+        return RestoreNet(config.vocabulary(), Architecture(widths=tuple(config.widths)))
+    return load_model(Path(config.init))[0]
 
 
 def _checkpoint(path: Path, config: RestoreTrainConfig, net: RestoreNet,
