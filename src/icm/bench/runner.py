@@ -35,6 +35,7 @@ Progress = Callable[[str, int, int], None]  # (stage, done rows, total rows)
 @dataclass
 class BenchConfig:
     images: str = "samples"
+    degrade: tuple[str, ...] = ()  # each image once per degradation (haze@0.3, clean)
     codecs: tuple[str, ...] = ()
     levels: tuple[str, ...] = ()
     bpp: tuple[float, ...] = ()
@@ -86,6 +87,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOut
     dataset = open_dataset(config.images)
     if config.limit:
         dataset = dataset.limit(config.limit)
+    dataset = dataset.degraded(config.degrade)
     out = Path(config.out)
     with Ledger(ledger_path(out)) as ledger:
         run_id = ledger.start_run(config.to_json())

@@ -5,7 +5,10 @@ Workers write nothing: they return rows, bitstream files and notes, and the pare
 (files first, then one ledger transaction per unit). So a cluster whose nodes share no disk
 still ends with every bitstream in the run folder, and a killed worker leaves nothing half-made.
 Pixels come either from the image's file (local workers see the dataset) or with the call
-(an executor whose workers may not see it ships them).
+(an executor whose workers may not see it ships them). What travels is always the *reference*,
+the clean file content: a degraded dataset image is degraded here, deterministically, and its
+machines' pristine outputs and its PSNR are taken on the clean reference, so the benchmark asks
+how close the coded (and perhaps restored) image comes to what the machine sees on a clean one.
 """
 
 from __future__ import annotations
@@ -78,14 +81,16 @@ def machine(name: str) -> Machine:
     return machines[name]
 
 
-def _pixels_of(image: DatasetImage, pixels: np.ndarray | None) -> np.ndarray:
-    return image.load(_state["setup"].max_pixels) if pixels is None else pixels
+def _reference_of(image: DatasetImage, pixels: np.ndarray | None) -> np.ndarray:
+    """The image's clean reference: shipped with the call, or read from its file."""
+    return image.reference(_state["setup"].max_pixels) if pixels is None else pixels
 
 
 def pristine_unit(image: DatasetImage, image_sha: str, name: str,
                   pixels: np.ndarray | None = None) -> PristineRow:
-    """The machine's output on the pristine image, predicted twice to check it is stable."""
-    pixels = _pixels_of(image, pixels)
+    """The machine's output on the pristine image (the clean reference of a degraded one),
+    predicted twice to check it is stable."""
+    pixels = _reference_of(image, pixels)
     model = machine(name)
     start = time.perf_counter()
     first = model.predict([pixels])[0]
@@ -157,7 +162,8 @@ def codec_unit(job: CodecJob, pixels: np.ndarray | None = None) -> CodecJobResul
 def code_points(job: CodecJob, pixels: np.ndarray | None = None
                 ) -> tuple[CodedPoints, dict[str, np.ndarray]]:
     """Encode (or decode the cached bitstream of) each point: (what to store, decoded images)."""
-    pixels = _pixels_of(job.image, pixels)
+    reference = _reference_of(job.image, pixels)
+    pixels = job.image.degrade(reference)
     decoded: dict[str, np.ndarray] = {}
     coded: dict[str, BitstreamRow] = {}
     bitstreams, files, notes = [], {}, []
@@ -168,7 +174,7 @@ def code_points(job: CodecJob, pixels: np.ndarray | None = None
                 row, data = job.cached[key]
                 decoded[key] = decode_bytes(data)
             else:
-                decoded[key], row, data = _code_point(pixels, point, job.image_sha)
+                decoded[key], row, data = _code_point(pixels, reference, point, job.image_sha)
                 bitstreams.append(row)
                 files[row.cache_key] = data
         except IcmError as exc:  # e.g. a bpp target this codec cannot reach on this image
@@ -179,7 +185,7 @@ def code_points(job: CodecJob, pixels: np.ndarray | None = None
     return CodedPoints(bitstreams, files, coded, notes, work_ms), decoded
 
 
-def _code_point(pixels, point, image_sha) -> tuple[np.ndarray, BitstreamRow, bytes]:
+def _code_point(pixels, reference, point, image_sha) -> tuple[np.ndarray, BitstreamRow, bytes]:
     version = coding_version(point)
     start = time.perf_counter()
     encoded = encode_image(pixels, point)  # the tools' maps and models count in encode time
@@ -191,7 +197,7 @@ def _code_point(pixels, point, image_sha) -> tuple[np.ndarray, BitstreamRow, byt
     row = BitstreamRow(
         cache_key=cache_key(image_sha, point, version), image_sha=image_sha, point=str(point),
         level=bitstream.level, bytes=len(data), payload_bytes=len(bitstream.data),
-        psnr=psnr(pixels, image), encode_ms=encode_ms, decode_ms=decode_ms,
+        psnr=psnr(reference, image), encode_ms=encode_ms, decode_ms=decode_ms,
         codec_version=version, created_at=time.time(),
     )
     return image, row, data

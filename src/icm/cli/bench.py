@@ -59,6 +59,10 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
                                             "Ray (0 = one per GPU, else one per CPU)."
                                             )] = 0,
         limit: Annotated[int, typer.Option("--limit", help="Use only the first N images.")] = 0,
+        degrade: Annotated[str, typer.Option(
+            "--degrade", help="Run each image once per degradation, e.g. haze@0.3,noise@0.6,"
+            "clean (icm degrade --list); machines and PSNR are scored against the clean "
+            "image.")] = "",
         adapter: Annotated[list[Path] | None, typer.Option(
             "--adapter", help="Also read every point through this adapter (icm adapt train); "
             "the report splits each machine's loss into information and generalization "
@@ -75,7 +79,7 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
             images=images, codecs=_split(codecs) or _available(DEFAULT_CODECS),
             levels=_split(levels), bpp=_floats(bpp),
             machines=with_adapters(_split(machines), adapter or []),
-            anchor=anchor, out=run_dir, workers=workers, limit=limit,
+            anchor=anchor, out=run_dir, workers=workers, limit=limit, degrade=_split(degrade),
             executor=executor, address=address, actors=actors,
         )
         with progress_bar(err, disable=as_json) as progress:

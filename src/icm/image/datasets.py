@@ -26,10 +26,11 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,9 +39,13 @@ from icm.image.documents import RenderedDocument, render_documents
 from icm.image.load import DEFAULT_MAX_PIXELS, _check_pixels, load_image
 from icm.image.samples import SAMPLE_PHOTOS, sample_photo
 
+if TYPE_CHECKING:
+    from icm.degrade import DegradationRecord
+
 PHOTO = "photo"
 DOCUMENT = "document"
 KINDS = (PHOTO, DOCUMENT)
+CLEAN = "clean"  # in a list of degradations: the image as it is
 SAMPLES = "samples"  # the spec naming the embedded dataset; "./samples" names a folder
 LIST_SUFFIXES = (".txt", ".lst")
 _SAMPLE_SOURCE = "samples:"
@@ -79,12 +84,28 @@ class DatasetImage:
     kind: str
     source: str
     truth: Truth | None = None
+    #: synthetic camera damage (``icm.degrade``) applied on load; the file stays the reference
+    degradation: DegradationRecord | None = None
 
     def load(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-        """The pixels as ``(H, W, 3)`` uint8; :class:`BadImageError` if the file is unusable."""
+        """The pixels as ``(H, W, 3)`` uint8 (degraded, for a degraded image);
+        :class:`BadImageError` if the file is unusable."""
+        return self.degrade(self.reference(max_pixels))
+
+    def reference(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+        """The clean pixels that quality and machine fidelity are measured against: the
+        file's content (the same as :meth:`load` for an image with no degradation)."""
         if self.source.startswith(_SAMPLE_SOURCE):
             return _load_sample(self.source, max_pixels)
         return load_image(self.source, max_pixels)
+
+    def degrade(self, reference: np.ndarray) -> np.ndarray:
+        """``reference`` with this image's degradation applied (itself when there is none)."""
+        if self.degradation is None:
+            return reference
+        from icm.degrade import degrade
+
+        return degrade(reference, self.degradation)
 
 
 @dataclass
@@ -126,6 +147,30 @@ class Dataset:
                 f"no image {', '.join(unknown)} in this dataset (ids: {known})", self.name
             )
         return replace(self, images=[image for image in self.images if image.id in wanted])
+
+    def degraded(self, specs: Sequence[str]) -> Dataset:
+        """Every image once per spec (``haze@0.3``; ``clean`` keeps the image as it is), ids
+        suffixed ``~haze@0.3``. Each image gets its own seed, derived from its id, so a run
+        repeats exactly and two images never share a noise pattern."""
+        from icm.degrade import DegradationRecord, get_degradation
+
+        records: list[DegradationRecord | None] = []
+        for spec in specs:
+            if spec.strip().lower() == CLEAN:
+                records.append(None)
+                continue
+            record = DegradationRecord.parse(spec)
+            get_degradation(record.name)  # an unknown name fails here, before any work
+            records.append(record)
+        if not records:
+            return self
+        images = [
+            replace(image, id=f"{image.id}~{record}", degradation=replace(
+                record, seed=zlib.crc32(image.id.encode()) & 0x7FFFFFFF))
+            if record is not None else image
+            for image in self.images for record in records
+        ]
+        return replace(self, images=images)
 
     def of_kind(self, *kinds: str) -> Dataset:
         """Only the images of these kinds (``photo``, ``document``)."""

@@ -1,6 +1,7 @@
 """Metrics: how good a decoded image is, and how two codecs' rate-quality curves compare.
 
-``quality`` scores one decoded image against its original (PSNR, SSIM, MS-SSIM); ``bd`` turns
+``quality`` scores one decoded image against its original (PSNR, SSIM, MS-SSIM);
+``noreference`` scores it alone (BRISQUE, the ``quality`` extra, imported on use); ``bd`` turns
 two sets of (rate, score) points into one Bjøntegaard delta (BD-rate, BD-PSNR or any BD-metric).
 """
 

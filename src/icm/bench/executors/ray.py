@@ -157,9 +157,10 @@ class RayExecutor(Executor):
         return actors[index]
 
     def _pixels_ref(self, image: DatasetImage) -> Any:
-        """The image's pixels in the object store, put once for all the calls on that image."""
+        """The image's clean reference in the object store, put once for all the calls on
+        that image (workers degrade it themselves when the image is a degraded one)."""
         if self._pixels is None or self._pixels[0] != image.id:
-            self._pixels = (image.id, self._ray.put(image.load(self.setup.max_pixels)))
+            self._pixels = (image.id, self._ray.put(image.reference(self.setup.max_pixels)))
         return self._pixels[1]
 
     # -- work ------------------------------------------------------------------------------
