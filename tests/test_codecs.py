@@ -19,6 +19,8 @@ def codec(request):
     reason = cls.unavailable_reason()
     if reason is not None:
         pytest.skip(f"{request.param} unavailable here: {reason}")
+    if getattr(cls, "weights_by_download", False):  # CompressAI's zoo: tested in test_learned
+        pytest.skip(f"{request.param}: pretrained weights download at first use")
     return get_codec(request.param)
 
 

@@ -231,12 +231,13 @@ def demo_command(
 
 
 def _register_groups() -> None:
-    from icm.cli import adapt, bench, degrade, restore
+    from icm.cli import adapt, bench, degrade, learned, restore
 
     bench.register(app, out, err)
     adapt.register(app, out, err)
     degrade.register(app, out, err)
     restore.register(app, out, err)
+    learned.register(app, out, err)
 
 
 _register_groups()

@@ -18,6 +18,9 @@ from icm.codecs import hevc  # noqa: F401
 from icm.codecs import avc  # noqa: F401
 from icm.codecs import av1  # noqa: F401
 from icm.codecs import vvc  # noqa: F401
+# Learned codecs live in icm.learned (their training is there too); torch loads lazily.
+from icm.learned import codec as _icm_lic  # noqa: F401
+from icm.learned import compressai_zoo as _compressai_zoo  # noqa: F401
 # isort: on
 from icm.codecs.base import Bitstream, Codec, Knob, Option, pad_to_multiple
 from icm.codecs.point import CodecPoint, parse_point

@@ -1,0 +1,146 @@
+"""Our learned codec (icm-lic, the shipped checkpoint) against JPEG, WebP and HEVC on Kodak.
+
+For every codec x level x photo: the real bitstream's bytes, RGB PSNR, MS-SSIM (luma), encode
+and decode wall time (one thread), and machine fidelity: EfficientNet-Lite0's output on the
+decoded photo against its output on the pristine one (top-1 agreement, top-5 overlap, KL).
+Curves are the means over the photos at each level; BD-rates (akima, percent; negative = icm-lic
+needs fewer bits for the same quality) compare icm-lic with each anchor on PSNR, MS-SSIM, top-5
+overlap and top-1 agreement. Prints markdown tables and writes ``benchmarks/results/learned.json``
+with the exact command and the checkpoint's training record.
+
+    python benchmarks/learned.py                      # all 24 Kodak photos
+    python benchmarks/learned.py --limit 8 --codecs icm-lic,jpeg
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from icm.codecs import get_codec
+from icm.fileio import write_atomic
+from icm.image.datasets import open_dataset
+from icm.learned.files import load_model, shipped_model
+from icm.machines import get_machine
+from icm.metrics import BDWarning, bd_rate, ms_ssim, psnr
+
+HERE = Path(__file__).resolve().parent
+KODAK = HERE.parent.parent / "shared" / "data" / "kodak"
+MACHINE = "classify:efficientnet-lite0"
+ANCHORS = ("jpeg", "webp", "hevc")
+LEVELS = {"icm-lic": ("q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8")}
+METRICS = ("psnr", "ms_ssim", "top5_overlap", "top1")
+
+
+def measure(codec_name: str, level: str, photo: np.ndarray, machine, pristine) -> dict:
+    codec = get_codec(codec_name)
+    start = time.perf_counter()
+    bitstream = codec.encode(photo, level)
+    encoded = time.perf_counter()
+    decoded = codec.decode(bitstream)
+    finished = time.perf_counter()
+    scores = machine.fidelity(pristine, machine.predict([decoded])[0])
+    return {"codec": codec_name, "level": level, "bpp": bitstream.bpp,
+            "psnr": psnr(photo, decoded), "ms_ssim": ms_ssim(photo, decoded),
+            "top1": scores["top1"], "top5_overlap": scores["top5_overlap"], "kl": scores["kl"],
+            "encode_ms": (encoded - start) * 1e3, "decode_ms": (finished - encoded) * 1e3}
+
+
+def curves(rows: list[dict]) -> dict[str, list[dict]]:
+    """Per codec, per level: the means over photos, ordered by rate."""
+    by_point: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        by_point.setdefault((row["codec"], row["level"]), []).append(row)
+    result: dict[str, list[dict]] = {}
+    for (codec, level), group in by_point.items():
+        mean = {key: float(np.mean([r[key] for r in group]))
+                for key in ("bpp", *METRICS, "kl", "encode_ms", "decode_ms")}
+        result.setdefault(codec, []).append({"level": level, "photos": len(group), **mean})
+    for points in result.values():
+        points.sort(key=lambda p: p["bpp"])
+    return result
+
+
+def bd_table(points: dict[str, list[dict]], test: str) -> dict[str, dict[str, float | None]]:
+    table: dict[str, dict[str, float | None]] = {}
+    for anchor in ANCHORS:
+        if anchor not in points or test not in points:
+            continue
+        table[anchor] = {}
+        for metric in METRICS:
+            a, t = points[anchor], points[test]
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", BDWarning)
+                    value = bd_rate([p["bpp"] for p in a], [p[metric] for p in a],
+                                    [p["bpp"] for p in t], [p[metric] for p in t])
+                table[anchor][metric] = round(value, 2)
+            except ValueError:  # too little overlap or too few points
+                table[anchor][metric] = None
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", default=str(KODAK))
+    parser.add_argument("--limit", type=int, default=24)
+    parser.add_argument("--codecs", default="icm-lic," + ",".join(ANCHORS))
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "learned.json")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    codecs = [name.strip() for name in args.codecs.split(",") if name.strip()]
+    photos = [(image.id, image.load()) for image in
+              open_dataset(args.images).of_kind("photo").limit(args.limit)]
+    machine = get_machine(MACHINE)
+    rows, started = [], time.perf_counter()
+    for index, (name, photo) in enumerate(photos):
+        pristine = machine.predict([photo])[0]
+        for codec in codecs:
+            for level in LEVELS.get(codec, get_codec(codec).ladder):
+                rows.append({"image": name, **measure(codec, level, photo, machine, pristine)})
+        print(f"[{index + 1}/{len(photos)}] {name} {time.perf_counter() - started:.0f} s",
+              file=sys.stderr, flush=True)
+    points = curves(rows)
+    bd = bd_table(points, "icm-lic")
+    model = shipped_model()
+    info = load_model(model)[1] if model else None
+    report(points, bd)
+    record = {
+        "command": "python " + " ".join(sys.argv),
+        "images": args.images, "photos": len(photos), "machine": MACHINE,
+        "model": model.name if model else None, "trained": info.trained if info else None,
+        "threads": 1, "platform": platform.platform(), "wall_s": time.perf_counter() - started,
+        "curves": points, "bd_rate_vs": bd, "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.out, (json.dumps(record, indent=1) + "\n").encode())
+    print(f"\nwrote {args.out}")
+
+
+def report(points: dict[str, list[dict]], bd: dict) -> None:
+    print("| codec | level | bpp | PSNR dB | MS-SSIM | top-1 agr. | top-5 overlap | KL | "
+          "enc ms | dec ms |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for codec, curve in points.items():
+        for p in curve:
+            print(f"| {codec} | {p['level']} | {p['bpp']:.3f} | {p['psnr']:.2f} | "
+                  f"{p['ms_ssim']:.4f} | {p['top1']:.3f} | {p['top5_overlap']:.3f} | "
+                  f"{p['kl']:.4f} | {p['encode_ms']:.0f} | {p['decode_ms']:.0f} |")
+    print("\nBD-rate of icm-lic (%, negative = fewer bits at equal quality)\n")
+    print("| anchor | PSNR | MS-SSIM | top-5 overlap | top-1 agreement |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for anchor, values in bd.items():
+        cells = [("n/a" if values[m] is None else f"{values[m]:+.1f}") for m in METRICS]
+        print(f"| {anchor} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""``icm-lic``: our learned codec as a registered codec family (``icm-lic@q4.5``).
+
+The level is the quality on the model's trained scale, continuous from ``q1`` (coarsest) to
+``q8`` (finest): gain units interpolate between the eight trained levels
+(:mod:`icm.learned.network`), so rate control can bisect it like any continuous knob.
+
+Importance maps drive it through the delta-QP interface every ROI codec shares
+(``supports_delta_qp``): a block's offset ``d`` (negative = more important) becomes the quality
+``level - d / 3`` there, clipped to 1..8. Three QP steps per level, because HEVC's lambda
+doubles every 3 QP and our levels' lambdas about double per level: a map means about the same
+thing to ``icm-lic`` as to ``hevc-kvazaar``. The per-block offsets, resampled to the latent grid
+(one value per 16x16 pixels), travel in the bitstream, zlib-compressed, counted in its bytes.
+
+The payload (``.lic``): a 14-byte header (version, flags, quality x 1000, latent rows and
+columns, the first 4 bytes of the model's digest so a stream is never decoded with the
+wrong model), the optional quality map, then one rANS stream holding the hyper-latent and the
+latent (:mod:`icm.learned.entropy`).
+
+Networks run on one thread inside encode and decode: convolution results may depend on the
+thread count at the last bit, and the decoder must rebuild exactly the encoder's scales.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from icm.codecs.base import Bitstream, Codec, Knob, Option
+from icm.codecs.registry import register_codec
+from icm.errors import CodecUnavailableError, CorruptContainerError
+from icm.learned.runtime import importable, one_thread
+
+if TYPE_CHECKING:
+    from icm.learned.network import LicNet
+
+VERSION = 1
+LEVELS = 8
+#: pixels per latent position and latent positions per hyper-latent one (as in the network;
+#: repeated here so that registering the codec does not import torch)
+LATENT_STRIDE = 16
+HYPER_STRIDE = 4
+#: delta-QP steps per quality level (see the module docstring)
+QP_PER_LEVEL = 3.0
+_HEADER = struct.Struct("<BBHHH4s")
+_HAS_MAP = 1
+
+
+@register_codec
+class IcmLicCodec(Codec):
+    name = "icm-lic"
+    knob = Knob("q", 1, LEVELS, integer=False, meaning="quality level, higher is better")
+    raw_suffix = ".lic"
+    typical_level = "q6"
+    ladder = ("q1", "q2.5", "q4", "q5", "q6", "q7", "q8")
+    library = "icm-lic (torch + constriction rANS)"
+    summary = "our learned codec: mean-scale hyperprior, gain units, spatial quality map"
+    install_hint = "pip install -e '.[learned]'"
+    options = {"weights": Option("", help="an icm-lic model file (default: the shipped one)")}
+    pad_multiple = LATENT_STRIDE
+    supports_delta_qp = True
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        for module in ("torch", "constriction", "safetensors"):
+            if not importable(module):
+                return f"the Python package {module!r} is not installed"
+        from icm.learned.files import shipped_model
+
+        if shipped_model() is None:
+            return "no icm-lic model ships in this installation"
+        return None
+
+    @classmethod
+    def library_version(cls) -> str:
+        from importlib.metadata import version
+
+        from icm.learned.files import shipped_model
+
+        shipped = shipped_model()
+        model = shipped.stem if shipped else "no model"
+        return f"{model}, torch {version('torch')}, constriction {version('constriction')}"
+
+    def _encode(self, rgb: np.ndarray, value: float, options: Mapping[str, Any]) -> bytes:
+        net, tag = _model(options.get("weights", ""))
+        rows, cols = rgb.shape[0] // LATENT_STRIDE, rgb.shape[1] // LATENT_STRIDE
+        milli = round(value * 1000)
+        deltas = latent_deltas(options.get("delta_qp"), rows, cols)
+        qmap = quality_map(milli / 1000, deltas)
+        with one_thread():
+            stream = encode_latents(net, rgb, qmap)
+        flags, side = 0, b""
+        if deltas.any():
+            packed = zlib.compress(deltas.astype(np.int8).tobytes(), 9)
+            flags, side = _HAS_MAP, struct.pack("<H", len(packed)) + packed
+        return _HEADER.pack(VERSION, flags, milli, rows, cols, tag) + side + stream
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        return self._decode_with(data, "")
+
+    def decode(self, bitstream: Bitstream) -> np.ndarray:
+        """Decode with the model the bitstream was encoded with (its ``weights`` option)."""
+        rgb = self._decode_with(bitstream.data, str(bitstream.params.get("weights", "")))
+        return np.ascontiguousarray(rgb[: bitstream.height, : bitstream.width])
+
+    def _decode_with(self, data: bytes, weights: str) -> np.ndarray:
+        _version, flags, milli, rows, cols, tag = _parse_header(data)
+        net, model_tag = _model(weights)
+        if tag != model_tag:
+            raise CorruptContainerError(
+                f"icm-lic stream was coded with model {tag.hex()}, not {model_tag.hex()} "
+                "(pass that model with -O weights=FILE)")
+        offset = _HEADER.size
+        deltas = np.zeros((rows, cols), dtype=np.int64)
+        if flags & _HAS_MAP:
+            (length,) = struct.unpack_from("<H", data, offset)
+            raw = zlib.decompress(data[offset + 2 : offset + 2 + length])
+            deltas = np.frombuffer(raw, dtype=np.int8).reshape(rows, cols).astype(np.int64)
+            offset += 2 + length
+        with one_thread():
+            return decode_latents(net, data[offset:], quality_map(milli / 1000, deltas))
+
+
+# -- the quality map -------------------------------------------------------------------------------
+def latent_deltas(delta_qp: np.ndarray | None, rows: int, cols: int) -> np.ndarray:
+    """A block map of QP offsets (any grid) resampled, nearest, to the latent grid, clipped to
+    +-63 (21 levels: more than the whole scale)."""
+    if delta_qp is None:
+        return np.zeros((rows, cols), dtype=np.int64)
+    grid = np.asarray(delta_qp, dtype=np.int64)
+    r_index = np.minimum(((np.arange(rows) + 0.5) * grid.shape[0] / rows).astype(int),
+                         grid.shape[0] - 1)
+    c_index = np.minimum(((np.arange(cols) + 0.5) * grid.shape[1] / cols).astype(int),
+                         grid.shape[1] - 1)
+    return np.clip(grid[np.ix_(r_index, c_index)], -63, 63)
+
+
+def quality_map(level: float, deltas: np.ndarray) -> np.ndarray:
+    """Per-latent quality (1-based, 1..8): the level, moved by each block's QP offset."""
+    return np.clip(level - deltas / QP_PER_LEVEL, 1, LEVELS).astype(np.float32)
+
+
+# -- coding the latents ----------------------------------------------------------------------------
+def encode_latents(net: LicNet, rgb: np.ndarray, qmap: np.ndarray) -> bytes:
+    """Analyse ``rgb`` (H, W multiples of 16) at per-latent qualities ``qmap``; rANS bytes."""
+    import torch
+
+    from icm.learned import entropy
+
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()[None] / 255
+        q = torch.from_numpy(qmap - 1)[None, None]
+        y = net.analysis(x, q)
+        z = net.hyper_analysis(y, q)
+        z_mean = net.z_mean[None, :, None, None]
+        z_symbols = entropy.to_symbols(z - z_mean)
+        z_hat = torch.from_numpy(z_symbols.reshape(z.shape)).float() + z_mean
+        means, scales = net.hyper_synthesis(z_hat, y.shape[-2:])
+        streams = [(z_symbols, _z_indexes(net, z.shape)),
+                   (entropy.to_symbols(y - means), entropy.scale_indexes(scales))]
+    return entropy.encode(streams)
+
+
+def decode_latents(net: LicNet, data: bytes, qmap: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`encode_latents`: RGB uint8 at the coded (padded) size."""
+    import torch
+
+    from icm.learned import entropy
+
+    rows, cols = qmap.shape
+    z_shape = (1, net.arch.hyper, -(-rows // HYPER_STRIDE), -(-cols // HYPER_STRIDE))
+    try:
+        decoder = entropy.Decoder(data)
+        with torch.inference_mode():
+            z_symbols = decoder.decode(_z_indexes(net, z_shape))
+            z_hat = torch.from_numpy(z_symbols.reshape(z_shape)).float()
+            z_hat = z_hat + net.z_mean[None, :, None, None]
+            means, scales = net.hyper_synthesis(z_hat, (rows, cols))
+            y_symbols = decoder.decode(entropy.scale_indexes(scales))
+            y_hat = torch.from_numpy(y_symbols.reshape(means.shape)).float() + means
+            q = torch.from_numpy(qmap - 1)[None, None]
+            x_hat = net.synthesis(y_hat, q).clamp(0, 1)
+    except (ValueError, RuntimeError) as exc:
+        raise CorruptContainerError(f"icm-lic stream does not decode ({exc})") from None
+    pixels = torch.round(x_hat[0] * 255).to(torch.uint8).permute(1, 2, 0)
+    return np.ascontiguousarray(pixels.numpy())
+
+
+def _z_indexes(net: LicNet, shape: tuple[int, ...]) -> np.ndarray:
+    """The hyper-latent's per-channel scale indexes, broadcast to ``shape``."""
+    from icm.learned import entropy
+
+    per_channel = entropy.scale_indexes(net.z_scale().detach())
+    return np.broadcast_to(per_channel[None, :, None, None], shape).ravel()
+
+
+def _parse_header(data: bytes) -> tuple[int, int, int, int, int, bytes]:
+    if len(data) < _HEADER.size:
+        raise CorruptContainerError("icm-lic stream is shorter than its header")
+    header = _HEADER.unpack_from(data)
+    if header[0] != VERSION:
+        raise CorruptContainerError(f"icm-lic stream version {header[0]} is not {VERSION}")
+    return header
+
+
+# -- models --------------------------------------------------------------------------------------
+def _model(weights: str) -> tuple[LicNet, bytes]:
+    """The network for a ``weights`` option ('' = shipped) and its 4-byte tag."""
+    from icm.learned.files import shipped_model
+
+    if weights:
+        return _load_file(Path(weights).expanduser().resolve())
+    shipped = shipped_model()
+    if shipped is None:
+        raise CodecUnavailableError("no icm-lic model ships in this installation; pass "
+                                    "-O weights=FILE (train one with icm learned train)")
+    return _load_file(shipped)
+
+
+def _load_file(path: Path) -> tuple[LicNet, bytes]:
+    """A model file, cached by path, size and modification time (a retrained file reloads)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None
+    return _load(str(path), (stat.st_size, stat.st_mtime_ns) if stat else None)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, _stamp: tuple[int, int] | None) -> tuple[LicNet, bytes]:
+    from icm.learned.files import load_model
+
+    net, info = load_model(Path(path))
+    if info.arch.levels != LEVELS:
+        raise CodecUnavailableError(f"{path}: icm-lic models have {LEVELS} quality levels, "
+                                    f"this one has {info.arch.levels}")
+    return net, bytes.fromhex(info.digest[:8])

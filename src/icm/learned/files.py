@@ -1,0 +1,111 @@
+"""Learned-codec model files: float16 safetensors named by a hash of their contents.
+
+A file holds the network's weights (stored as float16, which halves the file; the codec
+computes in float32, and the weights it computes with are exactly the stored ones, so a file
+always decodes the same) plus metadata: the architecture (the network is rebuilt from it, not
+from the code's defaults) and a training summary (steps, wall time, data, losses).
+
+Names carry the first 8 hex digits of the model's digest (``icm-lic-1a2b3c4d.safetensors``, as
+CompressAI names its zoo weights), so a file is checked against its own name on load: a
+corrupted or truncated file is a one-line error naming it, never silently wrong pixels. The
+digest is a SHA-256 of the content (tensor names, dtypes, shapes and bytes in sorted order, then
+the metadata as sorted JSON), not of the file's bytes: safetensors writes its header's keys in
+an order that changes from process to process, and the same model must get the same name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from icm.errors import IcmError
+from icm.learned.network import Architecture, LicNet
+from icm.tensorfiles import read_tensors, save_tensors
+
+FORMAT = "icm-lic/1"
+PREFIX = "icm-lic"
+_HASHED = re.compile(r"-([0-9a-f]{8})\.safetensors$")
+
+
+class LearnedModelError(IcmError):
+    """A learned-codec file that is missing, corrupted, or not an icm-lic model."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    arch: Architecture
+    trained: dict
+    #: the content digest (hex SHA-256); bitstreams carry its first 4 bytes
+    digest: str = ""
+
+    def metadata(self) -> dict[str, str]:
+        return {"format": FORMAT, "architecture": json.dumps(self.arch.to_json()),
+                "trained": json.dumps(self.trained, sort_keys=True)}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str] | None, path: Path) -> ModelInfo:
+        if not metadata or metadata.get("format") != FORMAT:
+            found = (metadata or {}).get("format")
+            raise LearnedModelError(
+                f"not an icm-lic model (format {found!r}, expected {FORMAT!r})", path)
+        try:
+            arch = Architecture.from_json(json.loads(metadata["architecture"]))
+            trained = json.loads(metadata.get("trained", "{}"))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise LearnedModelError(f"model metadata is damaged ({exc})", path) from None
+        return cls(arch, trained)
+
+
+def content_digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """SHA-256 of a model's tensors and metadata, independent of their order in the file."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{list(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    digest.update(json.dumps(metadata, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def save_model(folder: Path, net: LicNet, trained: dict) -> Path:
+    """Write ``folder/icm-lic-<hash8>.safetensors`` (float16) and return its path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.to(torch.float16) for k, v in net.state_dict().items()}
+    metadata = ModelInfo(net.arch, trained).metadata()
+    final = folder / f"{PREFIX}-{content_digest(tensors, metadata)[:8]}.safetensors"
+    save_tensors(final, tensors, metadata)
+    return final
+
+
+def load_model(path: Path) -> tuple[LicNet, ModelInfo]:
+    """The network in a file, in float32 eval mode, after checking the file against its name."""
+    path = Path(path)
+    tensors, metadata = read_tensors(path, "icm-lic model", LearnedModelError)
+    digest = content_digest(tensors, metadata or {})
+    match = _HASHED.search(path.name)
+    if match and not digest.startswith(match.group(1)):
+        raise LearnedModelError(
+            "file does not match the hash in its name (corrupted or altered); download or "
+            "train it again", path)
+    info = replace(ModelInfo.from_metadata(metadata, path), digest=digest)
+    try:
+        net = LicNet(info.arch)
+        net.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LearnedModelError(f"weights do not fit the model's architecture ({first})",
+                                path) from None
+    return net.eval(), info
+
+
+def shipped_model() -> Path | None:
+    """The checkpoint that ships in the package (``icm/learned/data``), if any."""
+    folder = Path(__file__).parent / "data"
+    found = sorted(folder.glob(f"{PREFIX}-*.safetensors"))
+    return found[-1] if found else None

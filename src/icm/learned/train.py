@@ -1,0 +1,281 @@
+"""Training our learned codec: rate + lambda x (pixel MSE + alpha x machine feature distortion).
+
+Every image is loaded once into memory. Each step draws, from a generator seeded by
+``(seed, step)`` alone, a batch of random ``crop`` x ``crop`` windows (random flips and
+quarter turns) and a quality map per window: half of them one quality everywhere, half a
+random smooth field around a random base (QmapCompression's recipe), so the model learns both
+the global knob and spatial rate. Qualities are continuous in ``[0, levels - 1]``, so the
+interpolated gains between trained levels are trained too.
+
+The loss of one window, with ``lambda(q)`` the architecture's lambdas interpolated
+geometrically at each latent position's quality::
+
+    bits / pixels + mean(lambda(q) * 255^2 * (x_hat - x)^2) + alpha * mean(lambda(q)) * D_machine
+
+``D_machine`` is the multi-level feature distortion of a frozen machine (EfficientNet-Lite0 by
+default): at each tapped stage, the squared error of the decoded window's features against the
+pristine window's, over the pristine features' energy, averaged over stages (CoTAM and
+Diff-ICMH use such multi-level feature losses). ``alpha = 0`` trains for pixels alone.
+
+Because a step's batch depends only on ``(seed, step)`` and the learning rate only on the step,
+a run resumed from a checkpoint (model, optimiser, step; written atomically every
+``checkpoint_every`` steps in the output folder) ends with the same weights as one never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from icm.checkpoints import load_checkpoint, save_checkpoint
+from icm.errors import IcmError
+from icm.image.datasets import open_dataset
+from icm.learned.files import save_model
+from icm.learned.network import LATENT_STRIDE, Architecture, LicNet, parameter_count
+
+Progress = Callable[[str, int, int], None]
+
+#: EfficientNet-Lite0 blocks whose outputs the machine loss compares (strides 4, 8 and 16)
+LITE0_TAPS = (2, 4, 10)
+
+
+class LearnedTrainError(IcmError):
+    """Training input that cannot be used: no images, a bad setting, a stale checkpoint."""
+
+
+@dataclass
+class LearnedTrainConfig:
+    images: tuple[str, ...] = ("samples",)
+    out: Path = Path("icm-lic")
+    crop: int = 128
+    batch: int = 8
+    steps: int = 1000
+    lr: float = 5e-4
+    #: weight of the machine's feature distortion beside pixel MSE (0 = pixels only)
+    alpha: float = 30.0
+    machine: str = "classify:efficientnet-lite0"
+    #: share of windows given a spatially varying quality map
+    spatial_rate: float = 0.5
+    seed: int = 0
+    checkpoint_every: int = 100
+    limit: int = 0
+    channels: int = 64
+    latent: int = 192
+    threads: int = 1
+
+    def check(self) -> None:
+        if self.crop < 64 or self.crop % 64:
+            raise LearnedTrainError(f"crop must be a multiple of 64, got {self.crop}")
+        if self.batch < 1 or self.steps < 1 or self.checkpoint_every < 1:
+            raise LearnedTrainError("batch, steps and checkpoint-every must be >= 1")
+        if self.alpha < 0:
+            raise LearnedTrainError(f"alpha must be >= 0, got {self.alpha}")
+        if not 0.0 <= self.spatial_rate <= 1.0:
+            raise LearnedTrainError(f"spatial rate must be in [0, 1], got {self.spatial_rate}")
+
+    def arch(self) -> Architecture:
+        return Architecture(channels=self.channels, latent=self.latent, hyper=self.channels)
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed (``steps`` may grow: training longer)."""
+        record = asdict(self)
+        record["out"] = str(self.out)
+        record["images"] = list(record["images"])
+        for volatile in ("steps", "checkpoint_every", "threads"):
+            record.pop(volatile)
+        return record
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    resumed_from: int
+    losses: list[float]
+    wall_s: float
+    parameters: int
+    images: int
+
+
+def load_images(specs: Sequence[str], crop: int, limit: int = 0) -> list[np.ndarray]:
+    """Every photo of every spec, decoded once; images smaller than a crop are skipped."""
+    images: list[np.ndarray] = []
+    for spec in specs:
+        dataset = open_dataset(spec).of_kind("photo")
+        if limit:
+            dataset = dataset.limit(limit)
+        images.extend(pixels for pixels in (image.load() for image in dataset)
+                      if min(pixels.shape[:2]) >= crop)
+    if not images:
+        raise LearnedTrainError(f"no photos of at least {crop}x{crop} px in "
+                                f"{', '.join(map(repr, specs))}")
+    return images
+
+
+def sample_batch(images: Sequence[np.ndarray], config: LearnedTrainConfig, levels: int,
+                 step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(windows in [0, 1], 0-based quality maps) of ``step``: a function of (seed, step)."""
+    rng = np.random.default_rng([config.seed, step])
+    crop, grid = config.crop, config.crop // LATENT_STRIDE
+    windows, qmaps = [], []
+    for _ in range(config.batch):
+        pixels = images[int(rng.integers(len(images)))]
+        top = int(rng.integers(pixels.shape[0] - crop + 1))
+        left = int(rng.integers(pixels.shape[1] - crop + 1))
+        window = pixels[top : top + crop, left : left + crop]
+        window = np.rot90(window, int(rng.integers(4)))
+        if rng.random() < 0.5:
+            window = window[:, ::-1]
+        windows.append(np.ascontiguousarray(window.transpose(2, 0, 1)))
+        qmaps.append(random_quality_map(rng, grid, levels - 1, rng.random() < config.spatial_rate))
+    x = torch.from_numpy(np.stack(windows)).float() / 255.0
+    return x, torch.from_numpy(np.stack(qmaps)[:, None]).float()
+
+
+def random_quality_map(rng: np.random.Generator, grid: int, top: float,
+                       spatial: bool) -> np.ndarray:
+    """One quality everywhere, or a smooth random field (a 3x3 grid of offsets of up to +-2
+    levels, bilinearly upsampled) around a random base, clipped to ``[0, top]``."""
+    base = rng.uniform(0, top)
+    if not spatial:
+        return np.full((grid, grid), base, dtype=np.float32)
+    coarse = torch.from_numpy(rng.uniform(-2, 2, size=(1, 1, 3, 3)).astype(np.float32))
+    field = F.interpolate(coarse, size=(grid, grid), mode="bilinear", align_corners=True)
+    return np.clip(base + field[0, 0].numpy(), 0, top).astype(np.float32)
+
+
+def lambda_map(arch: Architecture, qmap: torch.Tensor) -> torch.Tensor:
+    """The trade-off at each position: the level lambdas interpolated geometrically."""
+    logs = torch.log(torch.tensor(arch.lambdas))
+    q = qmap.clamp(0, arch.levels - 1)
+    low = q.floor().clamp(max=arch.levels - 2)
+    frac = q - low
+    index = low.long()
+    return torch.exp(logs[index] * (1 - frac) + logs[index + 1] * frac)
+
+
+class MachineFeatures:
+    """A frozen machine's multi-level features of images in [0, 1] (differentiable)."""
+
+    def __init__(self, machine: str) -> None:
+        from icm.machines import get_machine
+
+        if machine != "classify:efficientnet-lite0":
+            raise LearnedTrainError(f"the machine loss supports classify:efficientnet-lite0, "
+                                    f"not {machine!r}")
+        self.module = get_machine(machine).torch_parts().module.eval()
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(False)
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        net = self.module
+        h = net._swish(net._bn0(net._conv_stem((x * 255.0 - 127.0) / 128.0)))
+        taps = []
+        for index, block in enumerate(net._blocks[: max(LITE0_TAPS) + 1]):
+            h = block(h)
+            if index in LITE0_TAPS:
+                taps.append(h)
+        return taps
+
+
+def feature_distortion(features: MachineFeatures, x_hat: torch.Tensor,
+                       x: torch.Tensor) -> torch.Tensor:
+    """Per-window mean over taps of ||f(x_hat) - f(x)||^2 / ||f(x)||^2."""
+    with torch.no_grad():
+        reference = features(x)
+    terms = [(a - r).pow(2).mean(dim=(1, 2, 3)) / r.pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-8)
+             for a, r in zip(features(x_hat), reference, strict=True)]
+    return torch.stack(terms).mean(dim=0)
+
+
+def training_loss(net: LicNet, x: torch.Tensor, qmap: torch.Tensor, alpha: float,
+                  features: MachineFeatures | None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The mean loss of a batch and its parts (bpp, PSNR, machine distortion)."""
+    out = net(x, qmap)
+    pixels = x.shape[-2] * x.shape[-1]
+    bpp = (out["y_bits"] + out["z_bits"]) / pixels
+    lambdas = lambda_map(net.arch, qmap)
+    per_pixel = F.interpolate(lambdas, scale_factor=LATENT_STRIDE, mode="nearest")
+    squared = (out["x_hat"] - x).pow(2).mean(dim=1, keepdim=True)
+    loss = bpp + (per_pixel * squared).mean(dim=(1, 2, 3)) * 255.0**2
+    parts = {"bpp": float(bpp.mean().detach()),
+             "psnr": float(10 * torch.log10(1 / squared.detach().mean().clamp_min(1e-10)))}
+    if features is not None and alpha > 0:
+        machine = feature_distortion(features, out["x_hat"], x)
+        loss = loss + alpha * lambdas.mean(dim=(1, 2, 3)) * machine
+        parts["machine"] = float(machine.detach().mean())
+    return loss.mean(), parts
+
+
+def learning_rate(config: LearnedTrainConfig, step: int) -> float:
+    """Warm up over 100 steps, hold, then decay by 10x over the last fifth (cosine)."""
+    warm = min(1.0, (step + 1) / 100)
+    tail = max(0.0, (step - 0.8 * config.steps) / (0.2 * config.steps))
+    return config.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(tail, 1.0))))
+
+
+def train(config: LearnedTrainConfig, progress: Progress | None = None) -> TrainResult:
+    """Train (or resume) and write the hash-named model file into ``config.out``."""
+    config.check()
+    torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    checkpoint_path = out / "train.ckpt"
+    images = load_images(config.images, config.crop, config.limit)
+    torch.manual_seed(config.seed)
+    net = LicNet(config.arch())
+    optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
+    state = load_checkpoint(checkpoint_path, config.identity(), LearnedTrainError)
+    start, losses, wall = 0, [], 0.0
+    if state is not None:
+        net.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        start, losses, wall = state["step"], list(state["losses"]), float(state["wall_s"])
+    features = MachineFeatures(config.machine) if config.alpha > 0 else None
+    net.train()
+    began = time.perf_counter()
+    for step in range(start, config.steps):
+        torch.manual_seed(config.seed * 1_000_003 + step)  # the step's noise, resumable
+        x, qmap = sample_batch(images, config, net.arch.levels, step)
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(config, step)
+        loss, parts = training_loss(net, x, qmap, config.alpha, features)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimiser.step()
+        losses.append(float(loss.detach()))
+        if progress is not None:
+            progress(_describe(losses[-1], parts), step + 1, config.steps)
+        done = step + 1
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            elapsed = wall + time.perf_counter() - began
+            save_checkpoint(checkpoint_path, config.identity(), done,
+                            {"model": net.state_dict(), "optimiser": optimiser.state_dict(),
+                             "losses": losses, "wall_s": elapsed})
+    wall += time.perf_counter() - began
+    trained = _summary(config, len(images), wall, losses)
+    path = save_model(out, net.eval(), trained)
+    return TrainResult(path, config.steps, start, losses, wall, parameter_count(net), len(images))
+
+
+def _describe(loss: float, parts: dict[str, float]) -> str:
+    text = f"loss {loss:.3f} bpp {parts['bpp']:.3f} psnr {parts['psnr']:.2f}"
+    return text + (f" machine {parts['machine']:.3f}" if "machine" in parts else "")
+
+
+def _summary(config: LearnedTrainConfig, images: int, wall: float,
+             losses: list[float]) -> dict[str, Any]:
+    tail = losses[-100:]
+    return {"steps": config.steps, "wall_s": round(wall, 1), "threads": config.threads,
+            "crop": config.crop, "batch": config.batch, "lr": config.lr,
+            "alpha": config.alpha, "machine": config.machine if config.alpha > 0 else None,
+            "data": list(config.images), "images": images, "seed": config.seed,
+            "final_loss": round(sum(tail) / max(len(tail), 1), 4)}
