@@ -1,12 +1,15 @@
 """Our learned codec (icm-lic, the shipped checkpoint) against JPEG, WebP and HEVC on Kodak.
 
+``icm-lic+saliency`` is the same model driven by the spectral-residual saliency map (the map
+becomes its per-block quality map through the delta-QP interface, 3 QP = one quality level).
+
 For every codec x level x photo: the real bitstream's bytes, RGB PSNR, MS-SSIM (luma), encode
 and decode wall time (one thread), and machine fidelity: EfficientNet-Lite0's output on the
 decoded photo against its output on the pristine one (top-1 agreement, top-5 overlap, KL).
 Curves are the means over the photos at each level; BD-rates (akima, percent; negative = icm-lic
-needs fewer bits for the same quality) compare icm-lic with each anchor on PSNR, MS-SSIM, top-5
-overlap and top-1 agreement. Prints markdown tables and writes ``benchmarks/results/learned.json``
-with the exact command and the checkpoint's training record.
+needs fewer bits for the same quality) compare each icm-lic curve with each anchor on PSNR,
+MS-SSIM, top-5 overlap and top-1 agreement. Prints markdown tables and writes
+``benchmarks/results/learned.json`` with the exact command and the checkpoint's training record.
 
     python benchmarks/learned.py                      # all 24 Kodak photos
     python benchmarks/learned.py --limit 8 --codecs icm-lic,jpeg
@@ -25,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from icm.codecs import get_codec
+from icm.codecs import get_codec, parse_point
+from icm.coding import encode_image
 from icm.fileio import write_atomic
 from icm.image.datasets import open_dataset
 from icm.learned.files import load_model, shipped_model
@@ -36,19 +40,20 @@ HERE = Path(__file__).resolve().parent
 KODAK = HERE.parent.parent / "shared" / "data" / "kodak"
 MACHINE = "classify:efficientnet-lite0"
 ANCHORS = ("jpeg", "webp", "hevc")
-LEVELS = {"icm-lic": ("q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8")}
+LIC_LEVELS = ("q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8")
+TESTS = ("icm-lic", "icm-lic+saliency")
 METRICS = ("psnr", "ms_ssim", "top5_overlap", "top1")
 
 
-def measure(codec_name: str, level: str, photo: np.ndarray, machine, pristine) -> dict:
-    codec = get_codec(codec_name)
+def measure(curve: str, level: str, photo: np.ndarray, machine, pristine) -> dict:
+    point = parse_point(f"{curve}@{level}")
     start = time.perf_counter()
-    bitstream = codec.encode(photo, level)
+    bitstream = encode_image(photo, point, as_container=False).bitstream
     encoded = time.perf_counter()
-    decoded = codec.decode(bitstream)
+    decoded = get_codec(point.codec).decode(bitstream)
     finished = time.perf_counter()
     scores = machine.fidelity(pristine, machine.predict([decoded])[0])
-    return {"codec": codec_name, "level": level, "bpp": bitstream.bpp,
+    return {"codec": curve, "level": level, "bpp": bitstream.bpp,
             "psnr": psnr(photo, decoded), "ms_ssim": ms_ssim(photo, decoded),
             "top1": scores["top1"], "top5_overlap": scores["top5_overlap"], "kl": scores["kl"],
             "encode_ms": (encoded - start) * 1e3, "decode_ms": (finished - encoded) * 1e3}
@@ -92,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", default=str(KODAK))
     parser.add_argument("--limit", type=int, default=24)
-    parser.add_argument("--codecs", default="icm-lic," + ",".join(ANCHORS))
+    parser.add_argument("--codecs", default=",".join((*TESTS, *ANCHORS)))
     parser.add_argument("--out", type=Path, default=HERE / "results" / "learned.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -104,12 +109,13 @@ def main() -> None:
     for index, (name, photo) in enumerate(photos):
         pristine = machine.predict([photo])[0]
         for codec in codecs:
-            for level in LEVELS.get(codec, get_codec(codec).ladder):
+            levels = LIC_LEVELS if codec.startswith("icm-lic") else get_codec(codec).ladder
+            for level in levels:
                 rows.append({"image": name, **measure(codec, level, photo, machine, pristine)})
         print(f"[{index + 1}/{len(photos)}] {name} {time.perf_counter() - started:.0f} s",
               file=sys.stderr, flush=True)
     points = curves(rows)
-    bd = bd_table(points, "icm-lic")
+    bd = {test: bd_table(points, test) for test in TESTS if test in points}
     model = shipped_model()
     info = load_model(model)[1] if model else None
     report(points, bd)
@@ -134,12 +140,13 @@ def report(points: dict[str, list[dict]], bd: dict) -> None:
             print(f"| {codec} | {p['level']} | {p['bpp']:.3f} | {p['psnr']:.2f} | "
                   f"{p['ms_ssim']:.4f} | {p['top1']:.3f} | {p['top5_overlap']:.3f} | "
                   f"{p['kl']:.4f} | {p['encode_ms']:.0f} | {p['decode_ms']:.0f} |")
-    print("\nBD-rate of icm-lic (%, negative = fewer bits at equal quality)\n")
-    print("| anchor | PSNR | MS-SSIM | top-5 overlap | top-1 agreement |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for anchor, values in bd.items():
-        cells = [("n/a" if values[m] is None else f"{values[m]:+.1f}") for m in METRICS]
-        print(f"| {anchor} | " + " | ".join(cells) + " |")
+    print("\nBD-rate (%, negative = fewer bits at equal quality)\n")
+    print("| codec | anchor | PSNR | MS-SSIM | top-5 overlap | top-1 agreement |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for test, table in bd.items():
+        for anchor, values in table.items():
+            cells = [("n/a" if values[m] is None else f"{values[m]:+.1f}") for m in METRICS]
+            print(f"| {test} | {anchor} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

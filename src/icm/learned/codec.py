@@ -56,8 +56,8 @@ class IcmLicCodec(Codec):
     name = "icm-lic"
     knob = Knob("q", 1, LEVELS, integer=False, meaning="quality level, higher is better")
     raw_suffix = ".lic"
-    typical_level = "q6"
-    ladder = ("q1", "q2.5", "q4", "q5", "q6", "q7", "q8")
+    typical_level = "q5"  # about 1 bpp on Kodak
+    ladder = ("q1", "q2", "q3", "q4", "q5", "q6", "q7")  # about 0.3 .. 1.6 bpp on Kodak
     library = "icm-lic (torch + constriction rANS)"
     summary = "our learned codec: mean-scale hyperprior, gain units, spatial quality map"
     install_hint = "pip install -e '.[learned]'"
@@ -102,6 +102,10 @@ class IcmLicCodec(Codec):
 
     def _decode(self, data: bytes) -> np.ndarray:
         return self._decode_with(data, "")
+
+    def native_chroma(self, options: Mapping[str, Any]) -> str:
+        """The transforms read and write full-resolution RGB: nothing is subsampled."""
+        return "444"
 
     def decode(self, bitstream: Bitstream) -> np.ndarray:
         """Decode with the model the bitstream was encoded with (its ``weights`` option)."""

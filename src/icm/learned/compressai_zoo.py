@@ -90,6 +90,9 @@ class CompressAICodec(Codec):
     def _decode(self, data: bytes) -> np.ndarray:
         return self._decode_with(data, "mse", "")
 
+    def native_chroma(self, options: Mapping[str, Any]) -> str:
+        return "444"  # full-resolution RGB in and out
+
     def decode(self, bitstream: Bitstream) -> np.ndarray:
         """Decode with the weights the bitstream was encoded with (its options)."""
         params = bitstream.params
