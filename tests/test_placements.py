@@ -188,8 +188,34 @@ def test_joint_training_starts_from_a_model_and_lowers_the_loss(tmp_path):
     assert info.trained["codec"] == "jpeg" and info.trained["init"] == str(base.out)
 
 
+def test_a_machine_feature_term_pulls_restored_features_towards_the_clean_ones(tmp_path):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from icm.learned.train import MachineFeatures, feature_distortion
+    from icm.restore import load_model
+
+    machine = "classify:efficientnet-lite0"
+    base = train_restorer(joint_config(tmp_path, codec=None, levels=(),
+                                       out=tmp_path / "base.safetensors", steps=2))
+    config = joint_config(tmp_path, init=base.out, steps=25, lr=3e-3, batch=6, crop=48,
+                          machine=machine, machine_weight=1.0, unknown_rate=0.0)
+    trained = load_model(train_restorer(config).out)
+    assert trained[1].trained["machine"] == machine
+    features = MachineFeatures(machine)
+    start = load_model(base.out)[0]
+    held = sample_batch(load_images(config.images, config.crop, config.limit), config, start,
+                        10_000)
+
+    def distortion(net) -> float:
+        with torch.no_grad():
+            restored = net(held.degraded, held.type_ids, held.strengths, held.strength_known)
+            return float(feature_distortion(features, restored, held.clean).mean())
+
+    assert distortion(trained[0]) < distortion(start) * 0.97
+
+
 @pytest.mark.parametrize("changes, message", [
     (dict(codec=None), "need --codec"),
+    (dict(machine="classify:efficientnet-lite0"), "go together"),
     (dict(codec="nosuchcodec"), "unknown codec"),
     (dict(levels=("q999",)), "outside"),
     (dict(init="missing.safetensors"), "initial model file not found"),
@@ -251,6 +277,10 @@ def test_bench_scores_degraded_images_against_the_clean_ones(photo_folder, tmp_p
                 "SELECT output_json FROM pristine"))
 
     assert pristine(out) == pristine(clean_run)  # the machine's output on the clean image
+    from icm.bench.report import write_report
+
+    report = write_report(out, anchor="jpeg").markdown.read_text()
+    assert "a.png~haze@0.6" in report and "skipped" not in report  # crops of degraded images
 
 
 def test_cli_bench_refuses_an_unknown_degradation(monkeypatch, capsys, photo_folder, tmp_path):

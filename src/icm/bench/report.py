@@ -603,22 +603,28 @@ class _Crops:
 
 
 def _load_pristine(run: _RunData, image_sha: str) -> np.ndarray:
-    """Reload an image from its ``images.source`` and check it is the benchmarked one."""
-    from icm.image.datasets import DatasetImage, content_hash
+    """Reload an image from its ``images.source`` and check it is the benchmarked one; a
+    degraded image is rebuilt from its id and shown by its clean reference, which is what
+    its rows were scored against."""
+    from icm.image.datasets import DatasetImage, content_hash, degraded_image, split_degraded_id
 
     row = run.images.get(image_sha)
     if row is None:
         raise _CropSkipped("image not in the images table")
     source = row["source"]
-    image = DatasetImage(row["image_id"], row["kind"], source)
+    base_id, degradation = split_degraded_id(row["image_id"])
+    image = DatasetImage(base_id, row["kind"], source)
+    if degradation is not None:
+        image = degraded_image(image, degradation)
     try:
-        pixels = image.load(run.max_pixels())
+        reference = image.reference(run.max_pixels())
+        pixels = image.degrade(reference)
     except (IcmError, KeyError) as exc:
         problem = exc.problem if isinstance(exc, IcmError) else str(exc.args[0])
         raise _CropSkipped(f"cannot reload {source}: {problem}") from None
     if content_hash(pixels) != image_sha:
         raise _CropSkipped(f"{source} no longer holds the benchmarked pixels")
-    return pixels
+    return reference
 
 
 def _side_by_side(pristine: np.ndarray, decoded: np.ndarray, left: str, right: str) -> bytes:

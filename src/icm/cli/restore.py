@@ -124,6 +124,11 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
         clean_rate: Annotated[float, typer.Option(
             "--clean-rate", min=0, max=0.99, help="Joint training: share of crops left "
             "undegraded (only coding artefacts to remove).")] = 0.0,
+        machine: Annotated[str | None, typer.Option(
+            "--machine", help="Also match this machine's multi-level features of the clean "
+            "crop (classify:efficientnet-lite0).")] = None,
+        machine_weight: Annotated[float, typer.Option(
+            "--machine-weight", min=0, help="Weight of that feature term.")] = 0.0,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Train a restoration network on clean photos with synthetic degradations (with
@@ -150,7 +155,7 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
             seed=seed, checkpoint_every=checkpoint_every, limit=limit, val_limit=val_limit,
             codec=codec, levels=tuple(v.strip() for v in levels.split(",") if v.strip()),
             init=shipped_model_path() if init == "shipped" else (Path(init) if init else None),
-            clean_rate=clean_rate)
+            clean_rate=clean_rate, machine=machine, machine_weight=machine_weight)
         with progress_bar(err, disable=as_json) as progress:
             result = train_restorer(config, stage_reporter(progress))
         record = {"out": str(result.out), "steps": result.steps,

@@ -46,6 +46,7 @@ PHOTO = "photo"
 DOCUMENT = "document"
 KINDS = (PHOTO, DOCUMENT)
 CLEAN = "clean"  # in a list of degradations: the image as it is
+DEGRADED_MARK = "~"  # between an image's id and its degradation (kodim01.png~haze@0.3)
 SAMPLES = "samples"  # the spec naming the embedded dataset; "./samples" names a folder
 LIST_SUFFIXES = (".txt", ".lst")
 _SAMPLE_SOURCE = "samples:"
@@ -150,8 +151,7 @@ class Dataset:
 
     def degraded(self, specs: Sequence[str]) -> Dataset:
         """Every image once per spec (``haze@0.3``; ``clean`` keeps the image as it is), ids
-        suffixed ``~haze@0.3``. Each image gets its own seed, derived from its id, so a run
-        repeats exactly and two images never share a noise pattern."""
+        suffixed ``~haze@0.3`` (see :func:`degraded_image`)."""
         from icm.degrade import DegradationRecord, get_degradation
 
         records: list[DegradationRecord | None] = []
@@ -164,17 +164,35 @@ class Dataset:
             records.append(record)
         if not records:
             return self
-        images = [
-            replace(image, id=f"{image.id}~{record}", degradation=replace(
-                record, seed=zlib.crc32(image.id.encode()) & 0x7FFFFFFF))
-            if record is not None else image
-            for image in self.images for record in records
-        ]
+        images = [image if record is None else degraded_image(image, record)
+                  for image in self.images for record in records]
         return replace(self, images=images)
 
     def of_kind(self, *kinds: str) -> Dataset:
         """Only the images of these kinds (``photo``, ``document``)."""
         return replace(self, images=[image for image in self.images if image.kind in kinds])
+
+
+def degraded_image(image: DatasetImage, record: DegradationRecord) -> DatasetImage:
+    """``image`` with ``record`` applied on load, its id suffixed ``~haze@0.3``. The seed comes
+    from the clean image's id, so a run repeats exactly, two images never share a noise
+    pattern, and the id alone rebuilds the image (:func:`split_degraded_id`)."""
+    seed = zlib.crc32(image.id.encode()) & 0x7FFFFFFF
+    return replace(image, id=f"{image.id}{DEGRADED_MARK}{record}",
+                   degradation=replace(record, seed=seed))
+
+
+def split_degraded_id(image_id: str) -> tuple[str, DegradationRecord | None]:
+    """``'kodim01.png~haze@0.3'`` -> ``('kodim01.png', haze@0.3)``; other ids -> ``(id, None)``."""
+    from icm.degrade import BadDegradationError, DegradationRecord
+
+    base, mark, spec = image_id.rpartition(DEGRADED_MARK)
+    if not mark:
+        return image_id, None
+    try:
+        return base, DegradationRecord.parse(spec)
+    except BadDegradationError:  # a file whose own name holds a '~'
+        return image_id, None
 
 
 def open_dataset(spec: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dataset:

@@ -44,6 +44,7 @@ from icm.codecs import get_codec
 from icm.degrade import get_degradation, list_degradations
 from icm.errors import IcmError
 from icm.image.datasets import open_dataset
+from icm.learned.train import MachineFeatures, feature_distortion
 from icm.metrics import psnr
 from icm.restore.files import RestoreInfo, load_model, save_model
 from icm.restore.network import UNKNOWN, Architecture, RestoreNet, parameter_count
@@ -90,6 +91,10 @@ class RestoreTrainConfig:
     levels: tuple[str, ...] = ()
     init: Path | None = None
     clean_rate: float = 0.0
+    #: a machine whose multi-level features of the restored crop should match the clean
+    #: crop's (CoTAM-style), and that term's weight: PSNR alone smooths what machines read
+    machine: str | None = None
+    machine_weight: float = 0.0
 
     def check(self) -> None:
         low, high = self.strengths
@@ -111,6 +116,8 @@ class RestoreTrainConfig:
                 codec.knob.parse(level, codec.name)
         elif self.levels or self.clean_rate:
             raise RestoreTrainError("--levels and --clean-rate need --codec (joint training)")
+        if (self.machine is None) != (self.machine_weight == 0.0) or self.machine_weight < 0:
+            raise RestoreTrainError("--machine and a positive --machine-weight go together")
         if self.init is not None and not Path(self.init).is_file():
             raise RestoreTrainError("initial model file not found", self.init)
 
@@ -231,11 +238,15 @@ def coded_round_trip(rgb: np.ndarray, codec: str, level: str) -> np.ndarray:
     return coder.decode(coder.encode(rgb, level))
 
 
-def restoration_loss(net: RestoreNet, batch: Batch, mse_weight: float) -> torch.Tensor:
+def restoration_loss(net: RestoreNet, batch: Batch, mse_weight: float,
+                     features: MachineFeatures | None = None,
+                     machine_weight: float = 0.0) -> torch.Tensor:
     restored = net(batch.degraded, batch.type_ids, batch.strengths, batch.strength_known)
     loss = F.l1_loss(restored, batch.clean)
     if mse_weight:
         loss = loss + mse_weight * F.mse_loss(restored, batch.clean)
+    if features is not None and machine_weight:
+        loss = loss + machine_weight * feature_distortion(features, restored, batch.clean).mean()
     return loss
 
 
@@ -303,6 +314,7 @@ def train_restorer(config: RestoreTrainConfig, progress: Progress | None = None)
     net = _start_network(config)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=0.0)
     images = load_images(config.images, config.crop, config.limit)
+    features = MachineFeatures(config.machine) if config.machine else None
     cases = val_cases(config)
     checkpoint = config.out.with_suffix(config.out.suffix + ".ckpt")
     start = _resume(checkpoint, config, net, optimiser)
@@ -312,7 +324,8 @@ def train_restorer(config: RestoreTrainConfig, progress: Progress | None = None)
     for step in range(start, config.steps):
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(config, step)
-        loss = restoration_loss(net, sample_batch(images, config, net, step), config.mse_weight)
+        loss = restoration_loss(net, sample_batch(images, config, net, step), config.mse_weight,
+                                features, config.machine_weight)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -333,7 +346,8 @@ def train_restorer(config: RestoreTrainConfig, progress: Progress | None = None)
                "val_after": val_after, "last_loss": losses[-1] if losses else None,
                "codec": config.codec, "levels": list(config.coding_levels()),
                "init": None if config.init is None else str(config.init),
-               "clean_rate": config.clean_rate}
+               "clean_rate": config.clean_rate, "machine": config.machine,
+               "machine_weight": config.machine_weight}
     save_model(config.out, net, RestoreInfo(net.vocabulary, net.arch, trained))
     checkpoint.unlink(missing_ok=True)
     return TrainResult(config.out, config.steps, start, losses, val_before, val_after, wall_s,
