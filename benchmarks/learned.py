@@ -34,7 +34,7 @@ from icm.fileio import write_atomic
 from icm.image.datasets import open_dataset
 from icm.learned.files import load_model, shipped_model
 from icm.machines import get_machine
-from icm.metrics import BDWarning, bd_rate, ms_ssim, psnr
+from icm.metrics import BDWarning, bd_metric, bd_rate, ms_ssim, psnr
 
 HERE = Path(__file__).resolve().parent
 KODAK = HERE.parent.parent / "shared" / "data" / "kodak"
@@ -42,7 +42,11 @@ MACHINE = "classify:efficientnet-lite0"
 ANCHORS = ("jpeg", "webp", "hevc")
 LIC_LEVELS = ("q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8")
 TESTS = ("icm-lic", "icm-lic+saliency")
-METRICS = ("psnr", "ms_ssim", "top5_overlap", "top1")
+#: BD-rate is taken at equal value of each; ``neg_kl`` is -KL(pristine || decoded), which rises
+#: with rate like a quality (KL is continuous, so its curve is monotonic where top-k often ties)
+METRICS = ("psnr", "ms_ssim", "neg_kl", "top5_overlap", "top1")
+#: BD-fidelity (mean gain at equal bits, along log rate): defined for tied curves too
+FIDELITY = ("top5_overlap", "top1")
 
 
 def measure(curve: str, level: str, photo: np.ndarray, machine, pristine) -> dict:
@@ -67,7 +71,9 @@ def curves(rows: list[dict]) -> dict[str, list[dict]]:
     result: dict[str, list[dict]] = {}
     for (codec, level), group in by_point.items():
         mean = {key: float(np.mean([r[key] for r in group]))
-                for key in ("bpp", *METRICS, "kl", "encode_ms", "decode_ms")}
+                for key in ("bpp", "psnr", "ms_ssim", "top5_overlap", "top1", "kl",
+                            "encode_ms", "decode_ms")}
+        mean["neg_kl"] = -mean["kl"]
         result.setdefault(codec, []).append({"level": level, "photos": len(group), **mean})
     for points in result.values():
         points.sort(key=lambda p: p["bpp"])
@@ -75,22 +81,31 @@ def curves(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def bd_table(points: dict[str, list[dict]], test: str) -> dict[str, dict[str, float | None]]:
+    """BD-rate (%) per metric and BD-fidelity (points x 100) per machine score, vs each anchor.
+    None where the curves do not overlap enough or a metric ties along a curve."""
     table: dict[str, dict[str, float | None]] = {}
     for anchor in ANCHORS:
         if anchor not in points or test not in points:
             continue
+        a, t = points[anchor], points[test]
         table[anchor] = {}
         for metric in METRICS:
-            a, t = points[anchor], points[test]
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", BDWarning)
-                    value = bd_rate([p["bpp"] for p in a], [p[metric] for p in a],
-                                    [p["bpp"] for p in t], [p[metric] for p in t])
-                table[anchor][metric] = round(value, 2)
-            except ValueError:  # too little overlap or too few points
-                table[anchor][metric] = None
+            table[anchor][metric] = _bd(bd_rate, a, t, metric, 1.0)
+        for metric in FIDELITY:
+            table[anchor][f"bd_{metric}"] = _bd(bd_metric, a, t, metric, 100.0)
     return table
+
+
+def _bd(function, anchor: list[dict], test: list[dict], metric: str,
+        scale: float) -> float | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BDWarning)
+            value = function([p["bpp"] for p in anchor], [p[metric] for p in anchor],
+                             [p["bpp"] for p in test], [p[metric] for p in test])
+    except ValueError:  # too little overlap, or a metric that ties along a curve
+        return None
+    return round(value * scale, 2)
 
 
 def main() -> None:
@@ -140,12 +155,15 @@ def report(points: dict[str, list[dict]], bd: dict) -> None:
             print(f"| {codec} | {p['level']} | {p['bpp']:.3f} | {p['psnr']:.2f} | "
                   f"{p['ms_ssim']:.4f} | {p['top1']:.3f} | {p['top5_overlap']:.3f} | "
                   f"{p['kl']:.4f} | {p['encode_ms']:.0f} | {p['decode_ms']:.0f} |")
-    print("\nBD-rate (%, negative = fewer bits at equal quality)\n")
-    print("| codec | anchor | PSNR | MS-SSIM | top-5 overlap | top-1 agreement |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    print("\nBD-rate (%, negative = fewer bits at equal quality); BD-fidelity (points, "
+          "positive = more agreement at equal bits)\n")
+    print("| codec | anchor | PSNR | MS-SSIM | KL | top-5 overlap | top-1 agreement | "
+          "BD top-5 (pts) | BD top-1 (pts) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    keys = (*METRICS, *(f"bd_{m}" for m in FIDELITY))
     for test, table in bd.items():
         for anchor, values in table.items():
-            cells = [("n/a" if values[m] is None else f"{values[m]:+.1f}") for m in METRICS]
+            cells = [("n/a" if values[k] is None else f"{values[k]:+.1f}") for k in keys]
             print(f"| {test} | {anchor} | " + " | ".join(cells) + " |")
 
 

@@ -11,7 +11,7 @@ doubles every 3 QP and our levels' lambdas about double per level: a map means a
 thing to ``icm-lic`` as to ``hevc-kvazaar``. The per-block offsets, resampled to the latent grid
 (one value per 16x16 pixels), travel in the bitstream, zlib-compressed, counted in its bytes.
 
-The payload (``.lic``): a 14-byte header (version, flags, quality x 1000, latent rows and
+The payload (``.lic``): a 12-byte header (version, flags, quality x 1000, latent rows and
 columns, the first 4 bytes of the model's digest so a stream is never decoded with the
 wrong model), the optional quality map, then one rANS stream holding the hyper-latent and the
 latent (:mod:`icm.learned.entropy`).

@@ -7,7 +7,7 @@ so a network is needed the first time) or, with ``-O weights=PATH``, from a loca
 that architecture (a state dict, or a training checkpoint holding one under ``state_dict``);
 the rate is then the checkpoint's, and the level only labels the point.
 
-Bitstreams are CompressAI's own rANS strings behind an 8-byte header (version, quality, the
+Bitstreams are CompressAI's own rANS strings behind an 11-byte header (version, quality, the
 hyper-latent's shape, the first 4 bytes of the weights' hash so a stream is never decoded with
 other weights), then each string with its length. Networks run on one thread, so decoding
 gives the same pixels on every run on a CPU.
