@@ -13,6 +13,8 @@ MS-SSIM, top-5 overlap and top-1 agreement. Prints markdown tables and writes
 
     python benchmarks/learned.py                      # all 24 Kodak photos
     python benchmarks/learned.py --limit 8 --codecs icm-lic,jpeg
+    python benchmarks/learned.py --codecs icm-lic,jpeg,webp,hevc --model FILE \
+        --out benchmarks/results/learned-alpha0.json     # another icm-lic model (an ablation)
 """
 
 from __future__ import annotations
@@ -49,10 +51,12 @@ METRICS = ("psnr", "ms_ssim", "neg_kl", "top5_overlap", "top1")
 FIDELITY = ("top5_overlap", "top1")
 
 
-def measure(curve: str, level: str, photo: np.ndarray, machine, pristine) -> dict:
+def measure(curve: str, level: str, photo: np.ndarray, machine, pristine,
+            model: Path | None = None) -> dict:
     point = parse_point(f"{curve}@{level}")
+    options = {"weights": str(model)} if model and point.codec == "icm-lic" else {}
     start = time.perf_counter()
-    bitstream = encode_image(photo, point, as_container=False).bitstream
+    bitstream = encode_image(photo, point, as_container=False, **options).bitstream
     encoded = time.perf_counter()
     decoded = get_codec(point.codec).decode(bitstream)
     finished = time.perf_counter()
@@ -114,6 +118,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=24)
     parser.add_argument("--codecs", default=",".join((*TESTS, *ANCHORS)))
     parser.add_argument("--out", type=Path, default=HERE / "results" / "learned.json")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="an icm-lic model file (default: the shipped one)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     codecs = [name.strip() for name in args.codecs.split(",") if name.strip()]
@@ -126,12 +132,13 @@ def main() -> None:
         for codec in codecs:
             levels = LIC_LEVELS if codec.startswith("icm-lic") else get_codec(codec).ladder
             for level in levels:
-                rows.append({"image": name, **measure(codec, level, photo, machine, pristine)})
+                rows.append({"image": name,
+                             **measure(codec, level, photo, machine, pristine, args.model)})
         print(f"[{index + 1}/{len(photos)}] {name} {time.perf_counter() - started:.0f} s",
               file=sys.stderr, flush=True)
     points = curves(rows)
     bd = {test: bd_table(points, test) for test in TESTS if test in points}
-    model = shipped_model()
+    model = args.model or shipped_model()
     info = load_model(model)[1] if model else None
     report(points, bd)
     record = {
