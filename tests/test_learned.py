@@ -213,6 +213,9 @@ def test_stream_from_another_model_or_damaged_is_refused(tmp_path, photo):
         codec.decode_raw(bitstream.data)
     with pytest.raises(CorruptContainerError, match="version"):
         codec.decode_raw(b"\x07" + bitstream.data[1:])
+    mapped = codec.encode(photo, "q3", delta_qp=np.array([[-3, 3]]))
+    with pytest.raises(CorruptContainerError, match="quality map does not decode"):
+        codec.decode_raw(mapped.data[:16])
 
 
 def test_cli_trains_resumes_and_evaluates(monkeypatch, capsys, tmp_path):

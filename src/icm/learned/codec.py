@@ -122,9 +122,13 @@ class IcmLicCodec(Codec):
         offset = _HEADER.size
         deltas = np.zeros((rows, cols), dtype=np.int64)
         if flags & _HAS_MAP:
-            (length,) = struct.unpack_from("<H", data, offset)
-            raw = zlib.decompress(data[offset + 2 : offset + 2 + length])
-            deltas = np.frombuffer(raw, dtype=np.int8).reshape(rows, cols).astype(np.int64)
+            try:
+                (length,) = struct.unpack_from("<H", data, offset)
+                raw = zlib.decompress(data[offset + 2 : offset + 2 + length])
+                deltas = np.frombuffer(raw, dtype=np.int8).reshape(rows, cols).astype(np.int64)
+            except (struct.error, zlib.error, ValueError) as exc:
+                problem = f"icm-lic quality map does not decode ({exc})"
+                raise CorruptContainerError(problem) from None
             offset += 2 + length
         with one_thread():
             return decode_latents(net, data[offset:], quality_map(milli / 1000, deltas))
