@@ -43,6 +43,7 @@ from icm.degrade import list_degradations
 from icm.fileio import write_atomic
 from icm.image.datasets import open_dataset
 from icm.metrics import BDWarning, bd_metric, bd_rate
+from icm.restore.api import GENERAL, joint_model_name, model_fingerprint, shipped_model_path
 
 HERE = Path(__file__).resolve().parent
 KODAK = HERE.parent.parent / "shared" / "data" / "kodak"
@@ -95,6 +96,8 @@ def main() -> None:
             name: _bd_table(table, brisque, name, "codec alone")
             for name in PLACEMENTS if name != "codec alone"},
         "recogniser": recogniser,
+        "restorers": {name: model_fingerprint(shipped_model_path(name))
+                      for name in (GENERAL, joint_model_name(args.codec))},
         "points": table, "brisque": brisque,
     }
     _print(summary)
