@@ -190,7 +190,7 @@ def test_joint_training_starts_from_a_model_and_lowers_the_loss(tmp_path):
 
 def test_a_machine_feature_term_pulls_restored_features_towards_the_clean_ones(tmp_path):
     pytest.importorskip("efficientnet_lite_pytorch")
-    from icm.learned.train import MachineFeatures, feature_distortion
+    from icm.machines.features import MachineFeatures, feature_distortion
     from icm.restore import load_model
 
     machine = "classify:efficientnet-lite0"

@@ -40,12 +40,9 @@ from icm.errors import IcmError
 from icm.image.datasets import open_dataset
 from icm.learned.files import save_model
 from icm.learned.network import LATENT_STRIDE, Architecture, LicNet, parameter_count
+from icm.machines.features import MachineFeatures, feature_distortion
 
 Progress = Callable[[str, int, int], None]
-
-#: EfficientNet-Lite0 blocks whose outputs the machine loss compares (strides 4, 8 and 16)
-LITE0_TAPS = (2, 4, 10)
-
 
 class LearnedTrainError(IcmError):
     """Training input that cannot be used: no images, a bad setting, a stale checkpoint."""
@@ -160,40 +157,6 @@ def lambda_map(arch: Architecture, qmap: torch.Tensor) -> torch.Tensor:
     frac = q - low
     index = low.long()
     return torch.exp(logs[index] * (1 - frac) + logs[index + 1] * frac)
-
-
-class MachineFeatures:
-    """A frozen machine's multi-level features of images in [0, 1] (differentiable)."""
-
-    def __init__(self, machine: str) -> None:
-        from icm.machines import get_machine
-
-        if machine != "classify:efficientnet-lite0":
-            raise LearnedTrainError(f"the machine loss supports classify:efficientnet-lite0, "
-                                    f"not {machine!r}")
-        self.module = get_machine(machine).torch_parts().module.eval()
-        for parameter in self.module.parameters():
-            parameter.requires_grad_(False)
-
-    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
-        net = self.module
-        h = net._swish(net._bn0(net._conv_stem((x * 255.0 - 127.0) / 128.0)))
-        taps = []
-        for index, block in enumerate(net._blocks[: max(LITE0_TAPS) + 1]):
-            h = block(h)
-            if index in LITE0_TAPS:
-                taps.append(h)
-        return taps
-
-
-def feature_distortion(features: MachineFeatures, x_hat: torch.Tensor,
-                       x: torch.Tensor) -> torch.Tensor:
-    """Per-window mean over taps of ||f(x_hat) - f(x)||^2 / ||f(x)||^2."""
-    with torch.no_grad():
-        reference = features(x)
-    terms = [(a - r).pow(2).mean(dim=(1, 2, 3)) / r.pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-8)
-             for a, r in zip(features(x_hat), reference, strict=True)]
-    return torch.stack(terms).mean(dim=0)
 
 
 def training_loss(net: LicNet, x: torch.Tensor, qmap: torch.Tensor, alpha: float,

@@ -44,7 +44,7 @@ from icm.codecs import get_codec
 from icm.degrade import get_degradation, list_degradations
 from icm.errors import IcmError
 from icm.image.datasets import open_dataset
-from icm.learned.train import MachineFeatures, feature_distortion
+from icm.machines.features import MachineFeatures, feature_distortion
 from icm.metrics import psnr
 from icm.restore.files import RestoreInfo, load_model, save_model
 from icm.restore.network import UNKNOWN, Architecture, RestoreNet, parameter_count
