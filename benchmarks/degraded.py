@@ -18,7 +18,7 @@ compare curves averaged over the images of each degradation and strength; the he
 joint vs encode-then-restore (LL-ICM reports 22.65% saving). Also: the recogniser's accuracy
 on the benchmark's own degraded images. The bench run is resumable (``--out``).
 
-    python benchmarks/degraded.py [--limit 8] [--levels q10,q20,q35,q50] [--workers 2]
+    python benchmarks/degraded.py [--limit 8] [--levels q5,q10,q20,q35,q50,q70] [--workers 2]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--images", default=str(KODAK))
     parser.add_argument("--limit", type=int, default=8)
     parser.add_argument("--codec", default="jpeg")
-    parser.add_argument("--levels", default="q10,q20,q35,q50")
+    parser.add_argument("--levels", default="q5,q10,q20,q35,q50,q70")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--brisque-images", type=int, default=2)
     parser.add_argument("--out", type=Path, default=HERE / "runs" / "degraded")
@@ -164,11 +164,13 @@ def _brisque(args, curves: dict[str, str]) -> dict:
 def _bd(anchor: dict, test: dict, key: str, sign: float = 1.0) -> dict:
     """BD-rate (%) and BD-metric of ``test`` vs ``anchor`` at equal ``key`` / equal rate (of
     ``sign * key``: BRISQUE falls as quality rises, so it is negated), and
-    whether both curves rose monotonically with rate (BD interpolation assumes they do). A
+    whether the delta is clean: no BDWarning, i.e. both curves rose monotonically with rate
+    and they share at least half the shorter one's range (otherwise the delta describes an
+    edge of the curves only). A
     BD-rate is None where the curves share no range of ``key``: one placement then reaches
     a quality the other never reaches at any tested rate, and only BD-metric is defined."""
     levels = sorted(anchor, key=lambda lv: anchor[lv]["bpp"])
-    entry: dict = {"bd_rate": None, "bd_metric": None, "monotonic": False}
+    entry: dict = {"bd_rate": None, "bd_metric": None, "clean": False}
     if any(lv not in test or key not in test[lv] or key not in anchor[lv] for lv in levels):
         return entry
     curves = ([anchor[lv]["bpp"] for lv in levels], [sign * anchor[lv][key] for lv in levels],
@@ -179,7 +181,7 @@ def _bd(anchor: dict, test: dict, key: str, sign: float = 1.0) -> dict:
             with contextlib.suppress(ValueError):  # curves that share no range
                 value = function(*curves)
                 entry[name] = round(value, 3)  # BD-metric of -BRISQUE: positive = better
-    entry["monotonic"] = not caught
+    entry["clean"] = not caught
     return entry
 
 
@@ -268,7 +270,8 @@ def _print(summary: dict) -> None:
         print(f"| {label} | " + " | ".join(_cell(table["pooled"][m]) for m in metrics) + " |")
     joint = summary["bd_joint_vs_server"]
     print("\nJoint vs encode-then-restore per degradation (BD-rate %, BD-metric in brackets; "
-          "* = a curve not monotonic; n/a = the curves share no quality range)\n")
+          "* = a BD warning: a curve not monotonic, or curves sharing under half their range; "
+          "n/a = the curves share no quality range)\n")
     print("| degradation | " + " | ".join(metrics) + " |")
     print("| --- |" + " --- |" * len(metrics))
     for group, entry in joint["per_group"].items():
@@ -287,7 +290,7 @@ def _cell(entry: dict | None) -> str:
         return "n/a"
     rate = "n/a" if entry["bd_rate"] is None else f"{entry['bd_rate']:+.1f}"
     gap = "" if entry["bd_metric"] is None else f" [{entry['bd_metric']:+.3g}]"
-    return rate + gap + ("" if entry["monotonic"] else "*")
+    return rate + gap + ("" if entry["clean"] else "*")
 
 
 def _plot(summary: dict, path: Path) -> None:
