@@ -336,3 +336,22 @@ def test_decode_reports_the_restoration_it_ran(monkeypatch, capsys, scene, tmp_p
     code, stdout, _ = icm(monkeypatch, capsys, "info", tmp_path / "hazy.icm", "--json")
     info = json.loads(stdout)
     assert info["restore"]["degradation"] == "haze" and info["restore"]["model"] == "restore"
+
+
+def test_restore_tool_without_torch_is_a_one_line_error(monkeypatch):
+    import builtins
+
+    from icm import recipe
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "icm.restore":  # what importing it does where torch is not installed
+            raise ImportError("No module named 'torch'", name="torch")
+        return real_import(name, *args, **kwargs)
+
+    recipe._restore_fingerprint.cache_clear()
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    with pytest.raises(RecipeError, match=r"needs torch.*icm\[adapt\]"):
+        recipe.Recipe(("restore=server",)).fingerprint(get_codec("jpeg"))
+    recipe._restore_fingerprint.cache_clear()

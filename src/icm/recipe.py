@@ -212,13 +212,12 @@ class Recipe:
 
     def _restore_model(self, codec: Codec) -> str:
         """The shipped restorer a placement runs; a joint one must exist for ``codec``."""
-        from icm.restore.api import GENERAL, joint_model_name, shipped_model_path
-
+        api = _restore_api()
         assert self.restore is not None
         if self.restore.argument != "joint":
-            return GENERAL
-        name = joint_model_name(codec.name)
-        if not shipped_model_path(name).is_file():
+            return api.GENERAL
+        name = api.joint_model_name(codec.name)
+        if not api.shipped_model_path(name).is_file():
             raise RecipeError(f"no joint restorer for {codec.name} ships with icm; train one "
                               f"with icm restore train --codec {codec.name} --init shipped")
         return name
@@ -227,8 +226,8 @@ class Recipe:
         """Recognise the damage on the uncoded image, then restore it now (edge) or have the
         decoder do it (server, joint) through the container's RESTORE field."""
         from icm.degrade.recognise import CLEAN
-        from icm.restore.api import restore_decoded
 
+        restore_decoded = _restore_api().restore_decoded
         assert self.restore is not None
         key, seen = self._recognise(prepared.image)
         strength = round(float(seen.strength), 2) if seen.name != CLEAN else None
@@ -282,13 +281,23 @@ def recipe_for(tools: tuple[str, ...]) -> Recipe:
     return Recipe(tools)
 
 
+def _restore_api() -> Any:
+    """``icm.restore.api``, or a one-line error where torch (the adapt extra) is missing."""
+    try:
+        from icm.restore import api
+    except ImportError as exc:
+        raise RecipeError(f"tool 'restore' needs torch ({exc.name} is missing): "
+                          "pip install 'icm[adapt]'") from None
+    return api
+
+
 @cache
 def _restore_fingerprint(model: str) -> str:
     from icm.degrade.recognise import recogniser_fingerprint
-    from icm.restore.api import model_fingerprint, shipped_model_path
 
+    api = _restore_api()
     return f"recogniser:{recogniser_fingerprint()},{model}:" \
-        f"{model_fingerprint(shipped_model_path(model))}"
+        f"{api.model_fingerprint(api.shipped_model_path(model))}"
 
 
 @cache
