@@ -44,6 +44,17 @@ def test_ray_writes_the_same_ledger_and_cache_as_local(photo_folder, tmp_path, r
     assert cache_files(tmp_path / "ray") == cache_files(tmp_path / "local")
 
 
+def test_ray_degrades_the_shipped_reference_like_local(photo_folder, tmp_path, ray_markers):
+    """Ray ships the clean reference; its workers degrade it and score against it exactly as
+    local workers do (same pristine outputs, PSNRs and bitstreams)."""
+    config = dict(codecs=("jpeg",), levels=("q30", "q60"), degrade=("noise@0.5", "clean"))
+    run_bench(small_config(photo_folder, tmp_path / "local", **config))
+    on_ray = run_bench(small_config(photo_folder, tmp_path / "ray", executor="ray", **config))
+    assert on_ray.rows_added == 3 * 2 * 2
+    assert ledger_contents(tmp_path / "ray") == ledger_contents(tmp_path / "local")
+    assert cache_files(tmp_path / "ray") == cache_files(tmp_path / "local")
+
+
 def test_a_run_resumes_across_executors(photo_folder, tmp_path, ray_markers):
     out = tmp_path / "run"
     run_bench(small_config(photo_folder, out, codecs=("jpeg",)))
