@@ -12,6 +12,19 @@ from icm.image import sample_photo
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One torch thread for a module of tiny networks: on a shared CPU a second thread spends
+    its time waiting at barriers (several times slower, not faster). Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("torch_one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def photo() -> np.ndarray:
     """A 192x128 natural-photo crop: big enough for real codec behaviour, fast to encode."""

@@ -38,12 +38,7 @@ from icm.metrics import psnr  # noqa: E402
 TINY = Architecture(channels=16, latent=12, hyper=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def tiny_config(tmp_path, **changes) -> LearnedTrainConfig:

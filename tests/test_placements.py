@@ -31,13 +31,7 @@ from icm.restore import RestoreTrainConfig, train_restorer  # noqa: E402
 from icm.restore.api import joint_model_name, shipped_model_path  # noqa: E402
 from icm.restore.train import coded_round_trip, load_images, sample_batch  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -32,15 +32,7 @@ from icm.restore import (  # noqa: E402
 )
 from icm.restore.train import load_images, restoration_loss, sample_batch  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: these nets are tiny, and on a shared CPU a second thread spends its
-    time waiting at barriers (several times slower, not faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def tiny_config(tmp_path, **changes) -> RestoreTrainConfig:

@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from icm.checkpoints import load_checkpoint, save_checkpoint
 from icm.errors import IcmError
-from icm.image.datasets import open_dataset
+from icm.image.datasets import load_photos
 from icm.learned.files import save_model
 from icm.learned.network import LATENT_STRIDE, Architecture, LicNet, parameter_count
 from icm.machines.features import MachineFeatures, feature_distortion
@@ -103,18 +103,8 @@ class TrainResult:
 
 
 def load_images(specs: Sequence[str], crop: int, limit: int = 0) -> list[np.ndarray]:
-    """Every photo of every spec, decoded once; images smaller than a crop are skipped."""
-    images: list[np.ndarray] = []
-    for spec in specs:
-        dataset = open_dataset(spec).of_kind("photo")
-        if limit:
-            dataset = dataset.limit(limit)
-        images.extend(pixels for pixels in (image.load() for image in dataset)
-                      if min(pixels.shape[:2]) >= crop)
-    if not images:
-        raise LearnedTrainError(f"no photos of at least {crop}x{crop} px in "
-                                f"{', '.join(map(repr, specs))}")
-    return images
+    """The training photos, each at least a crop on its shorter side."""
+    return load_photos(specs, crop, limit, LearnedTrainError)
 
 
 def sample_batch(images: Sequence[np.ndarray], config: LearnedTrainConfig, levels: int,

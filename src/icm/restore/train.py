@@ -43,7 +43,7 @@ from icm.checkpoints import load_checkpoint, save_checkpoint
 from icm.codecs import get_codec
 from icm.degrade import get_degradation, list_degradations
 from icm.errors import IcmError
-from icm.image.datasets import open_dataset
+from icm.image.datasets import load_photos
 from icm.machines.features import MachineFeatures, feature_distortion
 from icm.metrics import psnr
 from icm.restore.files import RestoreInfo, load_model, save_model
@@ -167,19 +167,8 @@ class TrainResult:
 
 
 def load_images(specs: Sequence[str], crop: int, limit: int = 0) -> list[np.ndarray]:
-    """Every photo of every spec, decoded once (training reads crops of them thousands of
-    times); images smaller than a crop are skipped."""
-    images: list[np.ndarray] = []
-    for spec in specs:
-        dataset = open_dataset(spec).of_kind("photo")
-        if limit:
-            dataset = dataset.limit(limit)
-        images.extend(pixels for pixels in (image.load() for image in dataset)
-                      if min(pixels.shape[:2]) >= crop)
-    if not images:
-        raise RestoreTrainError(f"no photos of at least {crop}x{crop} px in "
-                                f"{', '.join(map(repr, specs))}")
-    return images
+    """The training photos, each at least a crop on its shorter side."""
+    return load_photos(specs, crop, limit, RestoreTrainError)
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
