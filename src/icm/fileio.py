@@ -7,6 +7,8 @@ never leaves half a file, and an existing output survives until its replacement 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -50,3 +52,20 @@ def refuse_overwriting_input(
     src, out = Path(source), Path(output)
     if out.exists() and src.exists() and os.path.samefile(src, out):
         raise IcmError("output would overwrite the input file; choose another -o", out)
+
+
+def file_digest(path: str | os.PathLike[str], digits: int = 12) -> str:
+    """The first ``digits`` hex digits of a file's SHA-256: a model or weights file's identity
+    in fingerprints, so a changed file never reuses stale cached results. Fingerprints are
+    asked for per row, so each file is read once per process (again if it changes)."""
+    stat = os.stat(path)
+    return _sha256(os.path.realpath(path), stat.st_mtime_ns, stat.st_size)[:digits]
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, mtime_ns: int, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -79,7 +79,7 @@ class AdaptedMachine(Machine):
         self.base.prepare(truths)
 
     def fingerprint(self) -> str:
-        from icm.machines.classify import file_digest
+        from icm.fileio import file_digest
 
         return f"{self.base.fingerprint()}|adapter={file_digest(str(self.path))}"
 

@@ -539,10 +539,9 @@ def get_recogniser() -> Recogniser:
 
 def recogniser_fingerprint() -> str:
     """A short hash of the shipped model's bytes (cached results name the model they used)."""
-    import hashlib
+    from icm.fileio import file_digest
 
-    data = resources.files("icm.degrade").joinpath(SHIPPED_MODEL).read_bytes()
-    return hashlib.sha256(data).hexdigest()[:16]
+    return file_digest(str(resources.files("icm.degrade").joinpath(SHIPPED_MODEL)), digits=16)
 
 
 def recognise_image(rgb: np.ndarray) -> Recognition:

@@ -12,7 +12,6 @@ SqueezeNet back-end lives in ``detect.py`` beside the other ncnn model).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import io
 from abc import ABC, abstractmethod
@@ -24,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from icm.fileio import file_digest
 from icm.image.datasets import Truth
 from icm.machines.base import (
     InputProfile,
@@ -111,15 +111,6 @@ def classification_accuracy(output: Output, truth: Truth) -> Scores | None:
 
 
 @cache
-def file_digest(path: str) -> str:
-    """First 12 hex digits of a weights file's SHA-256, for fingerprints (cached per path)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
-
-
 def package_version(name: str) -> str:
     try:
         return metadata.version(name)

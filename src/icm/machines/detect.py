@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 import icm
+from icm.fileio import file_digest
 from icm.machines.base import (
     InputProfile,
     Machine,
@@ -27,7 +28,6 @@ from icm.machines.base import (
 )
 from icm.machines.classify import (
     Classifier,
-    file_digest,
     importable,
     package_version,
     register_classifier,

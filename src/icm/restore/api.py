@@ -23,6 +23,7 @@ from icm.degrade import check_strength, get_degradation
 from icm.degrade.base import check_rgb
 from icm.degrade.recognise import CLEAN, Recogniser, get_recogniser
 from icm.errors import IcmError
+from icm.fileio import file_digest
 from icm.restore.files import RestoreInfo, RestoreModelError, load_model
 from icm.restore.network import UNKNOWN, RestoreNet
 
@@ -81,25 +82,26 @@ def _model_file(model: str | Path | None) -> Path:
     return path
 
 
+def _loaded(model: str | Path | None) -> tuple[RestoreNet, RestoreInfo]:
+    """The network and its metadata, loaded once per process (again if the file changes)."""
+    path = _model_file(model)
+    return _cached(str(path.resolve()), path.stat().st_mtime_ns)
+
+
 def get_model(model: str | Path | None = None) -> RestoreNet:
     """The network in ``model`` (default: the shipped one), loaded once per process."""
-    path = _model_file(model)
-    return _cached(str(path.resolve()), path.stat().st_mtime_ns)[0]
+    return _loaded(model)[0]
 
 
 def model_fingerprint(model: str | Path | None = None) -> str:
     """A short hash of the model file's bytes: what decides a restored image."""
-    import hashlib
-
-    return hashlib.sha256(_model_file(model).read_bytes()).hexdigest()[:16]
+    return file_digest(_model_file(model), digits=16)
 
 
 def is_joint(model: str | Path | None = None) -> bool:
     """True for a model trained on a codec's decoded images (it also removes coding
     artefacts, so it has work to do even on an image that was clean before coding)."""
-    path = _model_file(model)
-    info = _cached(str(path.resolve()), path.stat().st_mtime_ns)[1]
-    return bool(info.trained.get("codec"))
+    return bool(_loaded(model)[1].trained.get("codec"))
 
 
 def resolve(rgb: np.ndarray, degradation: str, strength: float | None) -> RestoreRecord:

@@ -29,12 +29,12 @@ a map of (near) zeros: there is nothing to protect, which is an answer, not an e
 from __future__ import annotations
 
 import functools
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from icm.fileio import file_digest
 from icm.importance.maps import DEFAULT_BLOCK, ImportanceMap, grid_shape
 from icm.importance.providers.base import ImportanceProvider
 from icm.importance.registry import register_importance
@@ -74,7 +74,7 @@ class TextProvider(ImportanceProvider):
         path = detector_model_path()
         return (
             f"{self.full_name}|rapidocr_onnxruntime {package_version('rapidocr_onnxruntime')}"
-            f"|{path.name} sha256:{file_digest(str(path))}|limit={LIMIT_TYPE}"
+            f"|{path.name} sha256:{file_digest(path, digits=16)}|limit={LIMIT_TYPE}"
             "|DB boxes (box_thresh=thresh) max raw probability|block max"
         )
 
@@ -149,12 +149,6 @@ def block_max(dense: np.ndarray, block: int) -> np.ndarray:
     padded = np.zeros((rows * block, cols * block), dtype=np.float32)  # values are >= 0
     padded[:height, :width] = dense
     return padded.reshape(rows, block, cols, block).max(axis=(1, 3))
-
-
-@functools.lru_cache(maxsize=4)
-def file_digest(path: str) -> str:
-    """Short sha256 of a model file: its identity in fingerprints (read once per process)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def _pad_to_min_side(bgr: np.ndarray) -> np.ndarray:
