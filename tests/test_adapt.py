@@ -205,6 +205,16 @@ def test_bench_reads_through_an_adapter_and_the_report_splits_the_gap(tmp_path):
     report = (write_report(out).markdown).read_text()
     assert "Information and generalization gaps" in report
 
+    moved = tmp_path / "moved.safetensors"  # same model, new name: rows reused and relabelled
+    moved.write_bytes(adapter.read_bytes())
+    renamed = with_adapters(("classify:efficientnet-lite0",), [moved])
+    summary = run_bench(BenchConfig(images="samples", codecs=("jpeg@q5", "jpeg@q60"),
+                                    machines=renamed, out=out, workers=1, limit=2))
+    assert summary.rows_added == 0
+    with Ledger(ledger_path(out)) as ledger:
+        assert {row["machine"] for row in ledger.rows()} == set(renamed)
+        assert {row["machine"] for row in ledger.rows("pristine")} == set(renamed)
+
 
 @lite0
 def test_adapt_train_command_writes_an_adapter_and_reports_json(tmp_path, monkeypatch, capsys):
@@ -241,3 +251,137 @@ def test_training_views_are_the_whole_image_then_aligned_random_crops():
         shifted = view(coords + 1)  # the same window of another image: pristine vs decoded
         assert np.array_equal(shifted, crop + 1)
     assert 0 < flipped < 5
+
+
+def test_resampling_to_a_shorter_side_keeps_the_aspect_and_zero_keeps_the_image():
+    import numpy as np
+
+    rgb = np.full((30, 45, 3), 128, np.uint8)
+    assert train_module.resample_shorter_side(rgb, 0) is rgb
+    assert train_module.resample_shorter_side(rgb, 30) is rgb
+    bigger = train_module.resample_shorter_side(rgb, 48)
+    assert bigger.shape == (48, 72, 3) and np.all(bigger == 128)
+    assert train_module.resample_shorter_side(rgb, 12).shape == (12, 18, 3)
+
+
+class _PixelsAsInput:
+    """Torch parts whose "prepared input" is the image itself: pairs then show what was coded."""
+
+    @staticmethod
+    def prepare_image(rgb):
+        return torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float()
+
+
+def test_training_pairs_are_coded_at_every_requested_size():
+    config = TrainConfig(codecs=("jpeg",), levels={"jpeg": ("q5", "q50")}, limit=1,
+                         sides=(0, 96))
+    pairs = train_module.make_pairs(_PixelsAsInput(), "samples", config, ["photo"])
+    assert len(pairs) == 4
+    native = [p for p in pairs if min(p.pristine.shape[1:]) != 96]
+    resized = [p for p in pairs if min(p.pristine.shape[1:]) == 96]
+    assert len(native) == len(resized) == 2
+    for pair in pairs:
+        assert pair.decoded.shape == pair.pristine.shape
+        assert not torch.equal(pair.decoded, pair.pristine)  # really coded
+    # the rate is the coded image's own: the smaller copy costs fewer bytes, not the same bpp
+    assert {p.condition.codec for p in pairs} == {"jpeg"}
+    assert len({round(p.condition.bpp, 6) for p in pairs}) == 4
+
+
+def test_a_tuned_encoder_trains_and_travels_with_the_file():
+    torch.manual_seed(0)
+    adapted = AdaptedEncoder(TinyCnn(), CONDITIONING, tune_encoder=True)
+    assert all(p.requires_grad for p in adapted.encoder.parameters())
+    config = TrainConfig(tune_encoder=True, lr=1e-2)
+    optimiser = train_module._optimiser(adapted, config)
+    assert [group["lr"] for group in optimiser.param_groups] == [1e-2, 1e-3]
+    x = torch.rand(2, 3, 8, 8)
+    adapted.condition([Condition("jpeg", 0.1)] * 2)
+    before = {k: v.clone() for k, v in adapted.encoder.state_dict().items()}
+    adapted.encoder(x).pow(2).mean().backward()
+    optimiser.step()
+    assert any(not torch.equal(before[k], v) for k, v in adapted.encoder.state_dict().items())
+
+    state = adapted.trainable_state()
+    assert any(name.startswith("encoder.") for name in state)
+    copy_ = AdaptedEncoder(TinyCnn(), CONDITIONING, tune_encoder=True)
+    copy_.load_trainable(state)
+    for model in (adapted, copy_):
+        model.condition([Condition("jpeg", 0.1)])
+    with torch.no_grad():
+        assert torch.equal(copy_.encoder(x[:1]), adapted.encoder(x[:1]))
+    with pytest.raises(AdapterError, match="do not match"):
+        AdaptedEncoder(TinyCnn(), CONDITIONING).load_trainable(state)
+
+
+@lite0
+def test_a_fine_tuned_reference_is_marked_in_its_file_and_fingerprint(tmp_path):
+    from icm.machines import get_machine
+    from icm.machines.registry import REFERENCE_MARK
+
+    out = tmp_path / "reference.safetensors"
+    train_adapter(TrainConfig(codecs=("jpeg",), images="samples", out=out, levels={"jpeg": (
+        "q5",)}, steps=2, batch=1, limit=1, tune_encoder=True))
+    assert read_adapter(out)[1].tuned_encoder
+    machine = get_machine(f"classify:efficientnet-lite0+adapter={out}")
+    assert machine.fingerprint().endswith(REFERENCE_MARK)
+    adapter = tmp_path / "adapter.safetensors"
+    train_adapter(TrainConfig(codecs=("jpeg",), images="samples", out=adapter, levels={
+        "jpeg": ("q5",)}, steps=1, batch=1, limit=1))
+    assert not read_adapter(adapter)[1].tuned_encoder
+    assert not get_machine(f"classify:efficientnet-lite0+adapter={adapter}"
+                           ).fingerprint().endswith(REFERENCE_MARK)
+    assert out.stat().st_size > 20 * adapter.stat().st_size  # the whole encoder is in it
+
+
+def _gap_rows(values: dict[str, list[float]], reference: str) -> list[dict]:
+    """Ledger-like rows: each machine's top-1 per (image, point), two points, three images."""
+    from icm.machines.registry import REFERENCE_MARK
+
+    rows = []
+    for machine, per_image in values.items():
+        mark = REFERENCE_MARK if machine == reference else ""
+        for image, value in enumerate(per_image):
+            for point, bpp in (("jpeg@q5", 0.2), ("jpeg@q20", 0.5)):
+                rows.append({"image_sha": f"img{image}", "point": point, "codec": "jpeg",
+                             "bpp": bpp, "machine": machine, "fingerprint": f"fp{mark}",
+                             "created_at": 1.0, "primary_value": value})
+    return rows
+
+
+def test_adapters_are_judged_against_the_gap_the_fine_tuned_reference_closes():
+    from icm.bench.analysis import (
+        gap_table,
+        recovered_share,
+        recovered_share_interval,
+        reference_of,
+    )
+    from icm.bench.report import _share_sentence
+
+    plain, adapter, reference = "m", "m+adapter=a.safetensors", "m+adapter=ref.safetensors"
+    rows = _gap_rows({plain: [0.5, 0.4, 0.6], adapter: [0.6, 0.5, 0.7],
+                      reference: [0.8, 0.7, 0.9]}, reference)
+    assert reference_of(rows, plain) == reference
+    weaker = _gap_rows({"m+adapter=weak.safetensors": [0.6, 0.5, 0.6]},
+                       "m+adapter=weak.safetensors")
+    assert reference_of(weaker + rows, plain) == reference  # the best of several references
+    assert reference_of(_gap_rows({plain: [0.5], adapter: [0.6]}, ""), plain) is None
+    mine = [g for g in gap_table(rows) if g.adapted == adapter]
+    assert [g.reference for g in mine] == pytest.approx([0.2, 0.2])
+    assert recovered_share(mine) == pytest.approx(0.1 / 0.5)
+    assert recovered_share(mine, of_reference=True) == pytest.approx(0.1 / 0.3)
+    share, low, high = recovered_share_interval(rows, adapter, reference=reference)
+    assert share == pytest.approx(1 / 3) and low <= share <= high
+    assert recovered_share_interval(rows, reference, reference=reference)[0] == pytest.approx(1)
+    sentence = _share_sentence(rows, adapter, plain)
+    assert "20%" in sentence and "33%" in sentence and "reference ref.safetensors" in sentence
+    assert "It is an adapter" in sentence
+    assert "best fine-tuned reference" in _share_sentence(rows, reference, plain)
+    weak = "m+adapter=weak.safetensors"
+    assert "weaker fine-tuned reference" in _share_sentence(weaker + rows, weak, plain)
+
+
+def test_bad_training_sides_are_a_one_line_error(tmp_path, monkeypatch, capsys):
+    code, _, err = icm(monkeypatch, capsys, "adapt", "train", "--out", tmp_path / "a.st",
+                       "--sides", "0,big")
+    assert_one_line_error(code, err, "--sides", "shorter sides")

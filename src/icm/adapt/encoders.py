@@ -62,14 +62,20 @@ def _out_channels(block: nn.Module) -> int:
 class AdaptedEncoder(nn.Module):
     """``encoder`` (frozen) + condition embedding + adapter, set per batch by
     :meth:`condition`. With ``conditioned=False`` every image gets the "unknown" condition: one
-    learned adaptation for all codecs."""
+    learned adaptation for all codecs.
+
+    With ``tune_encoder=True`` the encoder's own weights train too (batch-norm statistics stay
+    frozen) and belong to the file: not an adapter to ship but the fine-tuned reference that
+    estimates the best any adaptation could do (the theta* of CompressVLMBench's gap split).
+    """
 
     def __init__(self, encoder: nn.Module, conditioning: Conditioning, *,
-                 conditioned: bool = True) -> None:
+                 conditioned: bool = True, tune_encoder: bool = False) -> None:
         super().__init__()
         self.encoder = encoder.eval()
         for parameter in self.encoder.parameters():
-            parameter.requires_grad_(False)
+            parameter.requires_grad_(tune_encoder)
+        self.tune_encoder = tune_encoder
         self.conditioning, self.conditioned = conditioning, conditioned
         self.layout = layout_of(encoder)
         self.embedding = ConditionEmbedding(conditioning.codec_slots, conditioning.bucket_slots)
@@ -94,7 +100,7 @@ class AdaptedEncoder(nn.Module):
         return hook
 
     def train(self, mode: bool = True) -> AdaptedEncoder:
-        """Only the adapter trains; the encoder stays in eval mode (frozen batch norm)."""
+        """The encoder stays in eval mode (frozen batch norm) even when its weights train."""
         super().train(mode)
         self.encoder.eval()
         return self
@@ -113,6 +119,8 @@ class AdaptedEncoder(nn.Module):
         """The adapter's own tensors (what an adapter file holds), by name."""
         state = {f"embedding.{k}": v for k, v in self.embedding.state_dict().items()}
         state.update({f"adapter.{k}": v for k, v in self.adapter.state_dict().items()})
+        if self.tune_encoder:
+            state.update({f"encoder.{k}": v for k, v in self.encoder.state_dict().items()})
         return state
 
     def load_trainable(self, state: dict[str, torch.Tensor], path: str = "") -> None:
@@ -129,3 +137,6 @@ class AdaptedEncoder(nn.Module):
                                         if k.startswith("embedding.")})
         self.adapter.load_state_dict({k[8:]: v for k, v in state.items()
                                       if k.startswith("adapter.")})
+        if self.tune_encoder:
+            self.encoder.load_state_dict({k[8:]: v for k, v in state.items()
+                                          if k.startswith("encoder.")})

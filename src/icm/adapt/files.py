@@ -29,9 +29,12 @@ class AdapterInfo:
     conditioned: bool
     kind: str
     trained: dict
+    #: the encoder's weights are in the file, fine-tuned: a reference, not an adapter
+    tuned_encoder: bool = False
 
     def metadata(self) -> dict[str, str]:
         return {
+            "encoder": "tuned" if self.tuned_encoder else "frozen",
             "format": FORMAT, "machine": self.machine, "fingerprint": self.fingerprint,
             "codecs": json.dumps(list(self.conditioning.codecs)),
             "edges": json.dumps(list(self.conditioning.edges)),
@@ -49,7 +52,8 @@ class AdapterInfo:
                                         tuple(json.loads(metadata["edges"])))
             return cls(metadata["machine"], metadata["fingerprint"], conditioning,
                        bool(json.loads(metadata["conditioned"])), metadata["kind"],
-                       json.loads(metadata.get("trained", "{}")))
+                       json.loads(metadata.get("trained", "{}")),
+                       metadata.get("encoder", "frozen") == "tuned")
         except (KeyError, ValueError, TypeError) as exc:
             raise AdapterError(f"adapter metadata is damaged ({exc})", path) from None
 
@@ -71,6 +75,7 @@ def load_adapter(path: Path, encoder: torch.nn.Module, machine: str,
     if info.fingerprint != fingerprint:
         raise AdapterError(f"adapter was trained for {info.machine} ({info.fingerprint[:60]}), "
                            f"not {machine} ({fingerprint[:60]})", path)
-    adapted = AdaptedEncoder(encoder, info.conditioning, conditioned=info.conditioned)
+    adapted = AdaptedEncoder(encoder, info.conditioning, conditioned=info.conditioned,
+                             tune_encoder=info.tuned_encoder)
     adapted.load_trainable(tensors, str(path))
     return adapted.eval()

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from icm.machines.base import Machine, Output, Scores
+from icm.machines.registry import REFERENCE_MARK
 
 
 class AdaptedMachine(Machine):
@@ -81,7 +82,8 @@ class AdaptedMachine(Machine):
     def fingerprint(self) -> str:
         from icm.fileio import file_digest
 
-        return f"{self.base.fingerprint()}|adapter={file_digest(str(self.path))}"
+        tuned = REFERENCE_MARK if self._info.tuned_encoder else ""
+        return f"{self.base.fingerprint()}|adapter={file_digest(str(self.path))}{tuned}"
 
     def versions(self) -> Mapping[str, str]:
         return self.base.versions()

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from icm.errors import IcmError
+from icm.machines.registry import ADAPTER_MARKER, REFERENCE_MARK
 from icm.metrics import BDWarning, bd_metric, bd_rate
 
 
@@ -291,7 +292,6 @@ def with_interval(value: float | None, interval: tuple[float, float] | None, fmt
 
 
 # -- the information / generalization gap ----------------------------------------------------
-ADAPTER_MARKER = "+adapter="
 
 
 @dataclass
@@ -299,7 +299,13 @@ class GapEntry:
     """One codec point's loss split (CompressVLMBench): ``total`` = 1 - fidelity of the plain
     machine; ``information`` = 1 - fidelity of the adapted machine (what no adaptation can
     recover: the bits are gone); ``generalization`` = their difference (the model was just
-    not used to the artefacts). Means over the images both machines read at this point."""
+    not used to the artefacts). Means over the images both machines read at this point.
+
+    An adapter only bounds the generalization gap from below. When the run also holds the
+    machine's fine-tuned reference (``icm adapt train --tune-encoder``), ``reference`` is that
+    reference's 1 - fidelity here: the estimated information gap, so ``total - reference`` is
+    the estimated generalization gap an adapter's recovery is judged against.
+    """
 
     machine: str
     adapted: str
@@ -309,10 +315,24 @@ class GapEntry:
     total: float
     information: float
     images: int
+    reference: float | None = None
 
     @property
     def generalization(self) -> float:
         return self.total - self.information
+
+
+def reference_of(rows: list[dict[str, Any]], machine: str) -> str | None:
+    """The fine-tuned reference among ``machine``'s adapted versions in the run, if any; of
+    several, the one with the highest mean fidelity, since theta* is the best model for decoded
+    images (choosing the best errs towards a larger gap, so adapters look no better)."""
+    candidates = {}
+    for name in machines_in(rows):
+        if name.partition(ADAPTER_MARKER)[0] == machine and ADAPTER_MARKER in name:
+            mine = current_rows(rows, name)
+            if mine and mine[0]["fingerprint"].endswith(REFERENCE_MARK):
+                candidates[name] = float(np.mean([r["primary_value"] for r in mine]))
+    return max(candidates, key=candidates.__getitem__) if candidates else None
 
 
 def gap_table(rows: list[dict[str, Any]]) -> list[GapEntry]:
@@ -323,48 +343,67 @@ def gap_table(rows: list[dict[str, Any]]) -> list[GapEntry]:
         base = adapted.partition(ADAPTER_MARKER)[0]
         if base not in names:
             continue
-        plain = {(r["image_sha"], r["point"]): r for r in current_rows(rows, base)}
-        tuned = {(r["image_sha"], r["point"]): r for r in current_rows(rows, adapted)}
-        by_point: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+        plain = _by_key(rows, base)
+        tuned = _by_key(rows, adapted)
+        reference = _by_key(rows, name) if (name := reference_of(rows, base)) else {}
+        by_point: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for key in plain.keys() & tuned.keys():
-            by_point[key[1]].append((plain[key], tuned[key]))
-        for point, pairs in sorted(by_point.items()):
+            by_point[key[1]].append(key)
+        for point, keys in sorted(by_point.items()):
+            shared = [k for k in keys if k in reference]
             entries.append(GapEntry(
-                machine=base, adapted=adapted, curve=pairs[0][0]["codec"], point=point,
-                bpp=float(np.mean([p["bpp"] for p, _ in pairs])),
-                total=float(np.mean([1 - p["primary_value"] for p, _ in pairs])),
-                information=float(np.mean([1 - t["primary_value"] for _, t in pairs])),
-                images=len(pairs),
+                machine=base, adapted=adapted, curve=plain[keys[0]]["codec"], point=point,
+                bpp=float(np.mean([plain[k]["bpp"] for k in keys])),
+                total=float(np.mean([1 - plain[k]["primary_value"] for k in keys])),
+                information=float(np.mean([1 - tuned[k]["primary_value"] for k in keys])),
+                images=len(keys),
+                reference=(float(np.mean([1 - reference[k]["primary_value"] for k in shared]))
+                           if shared and len(shared) == len(keys) else None),
             ))
     return sorted(entries, key=lambda e: (e.adapted, e.curve, e.bpp))
 
 
-def recovered_share(entries: list[GapEntry]) -> float | None:
-    """The generalization gap's share of the total gap, summed over the entries (None when
-    nothing was lost)."""
-    total = sum(e.total for e in entries)
-    return None if total <= 0 else sum(e.generalization for e in entries) / total
+def _by_key(rows: list[dict[str, Any]], machine: str) -> dict[tuple[str, str], dict]:
+    return {(r["image_sha"], r["point"]): r for r in current_rows(rows, machine)}
+
+
+def recovered_share(entries: list[GapEntry], *, of_reference: bool = False) -> float | None:
+    """What the adapters recovered, summed over the entries, as a share of the total gap, or
+    (``of_reference``) of the generalization gap the fine-tuned reference closes. None when
+    there is nothing to share (no loss, or no reference at some entry)."""
+    if of_reference:
+        if any(e.reference is None for e in entries):
+            return None
+        lost = sum(e.total - e.reference for e in entries)  # type: ignore[operator]
+    else:
+        lost = sum(e.total for e in entries)
+    return None if lost <= 0 else sum(e.generalization for e in entries) / lost
 
 
 def recovered_share_interval(rows: list[dict[str, Any]], adapted: str, curves: set[str] | None
-                             = None, *, bootstrap: int = 1000, seed: int = 0
-                             ) -> tuple[float, float, float] | None:
-    """The generalization share of ``adapted`` (see :func:`recovered_share`) with a 90%
-    interval from resampling images: (share, low, high), or None when nothing was lost.
+                             = None, *, reference: str | None = None, bootstrap: int = 1000,
+                             seed: int = 0) -> tuple[float, float, float] | None:
+    """The share :func:`recovered_share` gives (of the total gap, or of the gap the machine
+    ``reference`` closes) with a 90% interval from resampling images: (share, low, high), or
+    None when nothing was lost.
 
     Why images: with two dozen test photos a top-1 agreement moves in 4% steps, so two adapters'
     shares can differ by ten points from which photos happen to be in the set alone.
     """
     base = adapted.partition(ADAPTER_MARKER)[0]
-    plain = {(r["image_sha"], r["point"]): r for r in current_rows(rows, base)
-             if curves is None or r["codec"] in curves}
-    tuned = {(r["image_sha"], r["point"]): r for r in current_rows(rows, adapted)}
-    images = sorted({sha for sha, _ in plain.keys() & tuned.keys()})
+    plain = {key: row for key, row in _by_key(rows, base).items()
+             if curves is None or row["codec"] in curves}
+    tuned = _by_key(rows, adapted)
+    ceiling = _by_key(rows, reference) if reference else None
+    keys = plain.keys() & tuned.keys() & (ceiling.keys() if ceiling is not None else tuned.keys())
+    images = sorted({sha for sha, _ in keys})
     index = {sha: i for i, sha in enumerate(images)}
     lost, recovered = np.zeros(len(images)), np.zeros(len(images))
-    for key in plain.keys() & tuned.keys():
-        lost[index[key[0]]] += 1 - plain[key]["primary_value"]
-        recovered[index[key[0]]] += tuned[key]["primary_value"] - plain[key]["primary_value"]
+    for key in keys:
+        base_value = plain[key]["primary_value"]
+        best = 1.0 if ceiling is None else ceiling[key]["primary_value"]
+        lost[index[key[0]]] += best - base_value
+        recovered[index[key[0]]] += tuned[key]["primary_value"] - base_value
     if lost.sum() <= 0:
         return None
     shares = [recovered[s].sum() / lost[s].sum()

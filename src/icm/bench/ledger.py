@@ -178,6 +178,19 @@ class Ledger:
         with self.db:
             _insert(self.db, "pristine", [row])
 
+    def label_machines(self, names: dict[str, str]) -> None:
+        """Give rows the name their machine has now (fingerprint -> name).
+
+        Rows are found by fingerprint, so a machine whose name changed but whose model did not
+        (an adapter file moved or renamed: ``MACHINE+adapter=PATH``) reuses its rows; without
+        the new label, curves and reports asked for by the new name would find none.
+        """
+        with self.db:
+            for table in ("results", "pristine"):
+                self.db.executemany(
+                    f"UPDATE {table} SET machine=? WHERE fingerprint=? AND machine<>?",
+                    [(name, fp, name) for fp, name in names.items()])
+
     def note(self, subject: str, message: str) -> None:
         with self.db:
             self.db.execute("INSERT OR IGNORE INTO notes (created_at, subject, message) "

@@ -42,6 +42,7 @@ from icm.bench.analysis import (
     machines_in,
     pristine_accuracy,
     recovered_share_interval,
+    reference_of,
     stability,
     worst_cases,
 )
@@ -52,6 +53,7 @@ from icm.codecs import parse_point
 from icm.coding import read_coded
 from icm.errors import IcmError
 from icm.fileio import write_atomic
+from icm.machines.registry import REFERENCE_MARK
 
 #: Side of the square centre crop shown for worst cases (the whole image when it is smaller).
 CROP_SIDE = 256
@@ -429,27 +431,51 @@ def _gap_section(run: _RunData, out: _Output, colours) -> list[Block]:
              "the machine read through its codec-conditional adapter (icm adapt), against the "
              "plain machine's pristine outputs; generalization gap = the difference: the loss "
              "the adapter recovers, which came from the model not being used to artefacts, "
-             "not from missing bits."),
+             "not from missing bits. An adapter bounds the generalization gap from below; "
+             "where the run holds a fine-tuned reference (icm adapt train --tune-encoder), the "
+             "gap that reference closes is the estimate, and adapters are measured against it."),
     ]
     for index, adapted in enumerate(dict.fromkeys(e.adapted for e in entries), 1):
         mine = [e for e in entries if e.adapted == adapted]
-        share = recovered_share_interval(run.results, adapted)
-        blocks.append(Para(f"{adapted}: generalization gap = "
-                           + ("n/a" if share is None else
-                              f"{share[0]:.0%} [90% CI {share[1]:.0%}, {share[2]:.0%}]")
-                           + " of the total gap, over all its points (interval: images "
-                           "resampled)."))
+        blocks.append(Para(_share_sentence(run.results, adapted, mine[0].machine)))
         adapter_file = Path(adapted.partition(ADAPTER_MARKER)[2]).stem
         name = f"plots/gap-{index}-{_slug(adapter_file)[:40]}.png"  # one file per adapter
         png = _gap_plot(mine, f"{mine[0].machine} with adapter {adapter_file}", colours)
         out.write(name, png)
         blocks.append(Figure(name, png, f"Gap decomposition: {adapted}"))
+        with_reference = all(e.reference is not None for e in mine)
         blocks.append(Table(
-            ("codec", "point", "bpp", "total gap", "information", "generalization", "images"),
+            ("codec", "point", "bpp", "total gap", "information", "generalization",
+             *(("reference information",) if with_reference else ()), "images"),
             tuple((e.curve, e.point, f"{e.bpp:.3f}", f"{e.total:.3f}", f"{e.information:.3f}",
-                   f"{e.generalization:+.3f}", str(e.images)) for e in mine),
-            (False, False, True, True, True, True, True)))
+                   f"{e.generalization:+.3f}",
+                   *((f"{e.reference:.3f}",) if with_reference else ()), str(e.images))
+                  for e in mine),
+            (False, False, True, True, True, True, *((True,) if with_reference else ()), True)))
     return blocks
+
+
+def _share_sentence(rows: list[dict], adapted: str, machine: str) -> str:
+    """What ``adapted`` recovered, of the total gap and (when the run has one) of the gap the
+    best fine-tuned reference closes, each with its interval over resampled images."""
+    def shown(share: tuple[float, float, float] | None) -> str:
+        return "n/a" if share is None else (
+            f"{share[0]:.0%} [90% CI {share[1]:.0%}, {share[2]:.0%}]")
+
+    reference = reference_of(rows, machine)
+    text = (f"{adapted}: recovers {shown(recovered_share_interval(rows, adapted))} of the "
+            "total gap over all its points")
+    if reference == adapted:
+        return text + (". It is the run's best fine-tuned reference: what it recovers is the "
+                       "estimated generalization gap (intervals: images resampled).")
+    if reference is not None:
+        mine = current_rows(rows, adapted)
+        kind = ("a weaker fine-tuned reference" if mine and mine[0]["fingerprint"].endswith(
+            REFERENCE_MARK) else "an adapter")
+        text += (f", and {shown(recovered_share_interval(rows, adapted, reference=reference))} "
+                 f"of the generalization gap as estimated by the fine-tuned reference "
+                 f"{Path(reference.partition(ADAPTER_MARKER)[2]).name}. It is {kind}")
+    return text + " (intervals: images resampled)."
 
 
 def _gap_plot(entries: list[GapEntry], title: str, colours) -> bytes:
@@ -472,6 +498,9 @@ def _gap_plot(entries: list[GapEntry], title: str, colours) -> bytes:
                   color=colour, label=f"{curve} information")
         axes.fill_between(rates, [e.information for e in mine], [e.total for e in mine],
                           color=colour, alpha=0.15)
+        if all(e.reference is not None for e in mine):
+            axes.plot(rates, [e.reference for e in mine], linestyle=":", color=colour,
+                      label=f"{curve} information (fine-tuned reference)")
     axes.set_xscale("log")
     rates = [e.bpp for e in entries]
     axes.xaxis.set_major_locator(LogLocator(subs=_log_ticks(max(rates) / min(rates))))

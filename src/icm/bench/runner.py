@@ -93,6 +93,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOut
         run_id = ledger.start_run(config.to_json())
         images = _register_images(dataset, ledger, config.max_pixels)
         plan = _Plan(images, points, machines, ledger, out / "cache" / "bitstreams")
+        ledger.label_machines({fp: name for name, fp in plan.fingerprints.items()})
         setup = WorkerSetup(
             machine_names=tuple(m.name for m in machines),
             modules=_registering_modules(points, machines),

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from icm.cli.views import progress_bar, stage_reporter
+from icm.errors import IcmError
 
 
 def register(app: typer.Typer, out: Console, err: Console) -> None:
@@ -41,6 +42,14 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
         views: Annotated[int, typer.Option("--views", help="Training views per coded image: "
                                            "the whole image plus random crops and flips.",
                                            min=1)] = 1,
+        sides: Annotated[str, typer.Option("--sides", help="Comma-separated shorter sides (px) "
+                                           "each training image is resampled to before "
+                                           "coding; 0 = as it is. Match the size your images "
+                                           "are coded at: the machine sees artefacts at that "
+                                           "scale.")] = "0",
+        tune_encoder: Annotated[bool, typer.Option(
+            "--tune-encoder", help="Fine-tune the whole encoder too: the reference that "
+            "estimates the generalization gap in bench reports, not a small adapter.")] = False,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Train an adapter by feature distillation: machine+adapter on decoded images
@@ -51,6 +60,7 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
             machine=machine, codecs=tuple(c.strip() for c in codecs.split(",") if c.strip()),
             images=images, val=val, out=out_path, conditioned=not unconditioned, steps=steps,
             batch=batch, lr=lr, kl_weight=kl_weight, limit=limit, views=views,
+            sides=_sides(sides), tune_encoder=tune_encoder,
         )
         with progress_bar(err, disable=as_json) as progress:
             show = stage_reporter(progress)
@@ -77,7 +87,19 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
 
         tensors, info = read_adapter(path)
         record = {"machine": info.machine, "fingerprint": info.fingerprint, "kind": info.kind,
-                  "conditioned": info.conditioned, "codecs": list(info.conditioning.codecs),
+                  "conditioned": info.conditioned, "tuned_encoder": info.tuned_encoder,
+                  "codecs": list(info.conditioning.codecs),
                   "bpp_edges": list(info.conditioning.edges), "trained": info.trained,
                   "parameters": int(sum(t.numel() for t in tensors.values()))}
         sys.stdout.write(json.dumps(record, indent=2) + "\n")
+
+
+def _sides(text: str) -> tuple[int, ...]:
+    try:
+        sides = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        sides = ()
+    if not sides or any(side < 0 for side in sides):
+        raise IcmError(f"--sides {text!r} is not comma-separated shorter sides in px "
+                       "(e.g. 0,512)")
+    return sides

@@ -14,6 +14,10 @@ MACHINES: dict[str, type[Machine]] = {}
 #: concrete names shown by ``icm machines`` and used by the default bench
 KNOWN_MODELS: dict[str, list[str]] = {}
 ADAPTER_MARKER = "+adapter="
+#: ends the fingerprint of a machine read through a fine-tuned encoder file (``icm adapt train
+#: --tune-encoder``): the gap it closes estimates the whole generalization gap, so reports
+#: measure the other adapters of its machine against it
+REFERENCE_MARK = "|encoder=tuned"
 
 
 class UnknownMachineError(IcmError):
