@@ -111,6 +111,12 @@ def evaluate(runs: Path, kodak: Path, trained: dict[str, dict], workers: int) ->
     plain = curves(rows, MACHINE)
     results = {"plain": {c: [(p.bpp, p.fidelity) for p in pts] for c, pts in plain.items()}}
     reference = reference_of(rows, MACHINE)
+    # every fine-tuned encoder the run holds competes for theta* (also ones trained by hand
+    # with other settings): their shares of the total gap show how the best was chosen
+    results["reference_candidates"] = {
+        name: recovered_share_interval(rows, name) for name in dict.fromkeys(
+            r["machine"] for r in rows if r["fingerprint"].endswith(REFERENCE_MARK))}
+    results["best_reference"] = reference
     for name, info in trained.items():
         machine = f"{MACHINE}+adapter={info['path']}"
         adapted = curves(rows, machine)

@@ -365,6 +365,9 @@ def test_adapters_are_judged_against_the_gap_the_fine_tuned_reference_closes():
     weaker = _gap_rows({"m+adapter=weak.safetensors": [0.6, 0.5, 0.6]},
                        "m+adapter=weak.safetensors")
     assert reference_of(weaker + rows, plain) == reference  # the best of several references
+    partial = [r for r in _gap_rows({"m+adapter=half.safetensors": [1.0, 1.0, 1.0]},
+                                    "m+adapter=half.safetensors") if r["image_sha"] == "img0"]
+    assert reference_of(partial + rows, plain) == reference  # perfect, but on one image only
     assert reference_of(_gap_rows({plain: [0.5], adapter: [0.6]}, ""), plain) is None
     mine = [g for g in gap_table(rows) if g.adapted == adapter]
     assert [g.reference for g in mine] == pytest.approx([0.2, 0.2])

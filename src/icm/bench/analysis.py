@@ -325,13 +325,15 @@ class GapEntry:
 def reference_of(rows: list[dict[str, Any]], machine: str) -> str | None:
     """The fine-tuned reference among ``machine``'s adapted versions in the run, if any; of
     several, the one with the highest mean fidelity, since theta* is the best model for decoded
-    images (choosing the best errs towards a larger gap, so adapters look no better)."""
-    candidates = {}
+    images (choosing the best errs towards a larger gap, so adapters look no better). Only those
+    that read the most (image, point) pairs compete: a mean over other images says nothing."""
+    candidates: dict[str, tuple[int, float]] = {}
     for name in machines_in(rows):
         if name.partition(ADAPTER_MARKER)[0] == machine and ADAPTER_MARKER in name:
             mine = current_rows(rows, name)
             if mine and mine[0]["fingerprint"].endswith(REFERENCE_MARK):
-                candidates[name] = float(np.mean([r["primary_value"] for r in mine]))
+                candidates[name] = (len(mine), float(np.mean([r["primary_value"]
+                                                              for r in mine])))
     return max(candidates, key=candidates.__getitem__) if candidates else None
 
 
