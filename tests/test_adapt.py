@@ -228,6 +228,16 @@ def test_adapt_train_command_writes_an_adapter_and_reports_json(tmp_path, monkey
     assert record["steps"] == 2 and record["pairs"] == 4 and out.exists()
     code, stdout, _ = icm(monkeypatch, capsys, "adapt", "info", out)
     assert json.loads(stdout)["codecs"] == ["jpeg"]
+    assert json.loads(stdout)["tuned_encoder"] is False
+
+    reference = tmp_path / "reference.safetensors"
+    code, stdout, _ = icm(monkeypatch, capsys, "adapt", "train", "--out", reference,
+                          "--codecs", "jpeg", "--limit", "1", "--steps", "1", "--batch", "1",
+                          "--tune-encoder", "--encoder-lr-scale", "0.5", "--sides", "0,64",
+                          "--json")
+    assert code == 0 and json.loads(stdout)["pairs"] == 8  # 4 levels x 2 sizes
+    code, stdout, _ = icm(monkeypatch, capsys, "adapt", "info", reference)
+    assert json.loads(stdout)["tuned_encoder"] is True
 
 
 def test_training_views_are_the_whole_image_then_aligned_random_crops():

@@ -50,6 +50,9 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
         tune_encoder: Annotated[bool, typer.Option(
             "--tune-encoder", help="Fine-tune the whole encoder too: the reference that "
             "estimates the generalization gap in bench reports, not a small adapter.")] = False,
+        encoder_lr_scale: Annotated[float, typer.Option(
+            "--encoder-lr-scale", help="With --tune-encoder: the encoder's learning rate as a "
+            "share of --lr.", min=0)] = 0.1,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Train an adapter by feature distillation: machine+adapter on decoded images
@@ -60,7 +63,7 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
             machine=machine, codecs=tuple(c.strip() for c in codecs.split(",") if c.strip()),
             images=images, val=val, out=out_path, conditioned=not unconditioned, steps=steps,
             batch=batch, lr=lr, kl_weight=kl_weight, limit=limit, views=views,
-            sides=_sides(sides), tune_encoder=tune_encoder,
+            sides=_sides(sides), tune_encoder=tune_encoder, encoder_lr_scale=encoder_lr_scale,
         )
         with progress_bar(err, disable=as_json) as progress:
             show = stage_reporter(progress)
