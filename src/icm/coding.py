@@ -19,7 +19,7 @@ from icm.codecs import Bitstream, CodecPoint, codec_for_suffix, get_codec
 from icm.codecs.rate import RateResult, encode_to_bpp
 from icm.errors import IcmError
 from icm.fileio import refuse_overwriting_input, write_atomic
-from icm.image import DEFAULT_MAX_PIXELS, load_image
+from icm.image import DEFAULT_MAX_PIXELS, load_image, resize
 from icm.metrics import psnr
 from icm.recipe import Prepared, recipe_for
 
@@ -193,7 +193,7 @@ def encode_file(
     codec = get_codec(point.codec)
     reconstruction = codec.decode_raw(data) if as_standard else decode_bytes(data, output)
     if reconstruction.shape != image.shape:  # a resampled standard file: compare at its size
-        reconstruction = _resize(reconstruction, image.shape[1], image.shape[0])
+        reconstruction = resize(reconstruction, image.shape[1], image.shape[0])
     quality = psnr(image, reconstruction[: image.shape[0], : image.shape[1]])
     write_atomic(output, data)
     raw_output = None
@@ -239,7 +239,7 @@ class Coded:
             raise IcmError(exc.problem, self.path) from None
         header = self.header
         if header is not None and image.shape[:2] != (header.height, header.width):
-            image = _resize(image, header.width, header.height)
+            image = resize(image, header.width, header.height)
         if header is not None and header.restore is not None:
             image = _post_restore(image, header.restore, self.path)
         return image
@@ -352,13 +352,6 @@ def _side_info_of(
         info["restore"] = {"model": restore.model, "degradation": restore.degradation,
                            "strength": restore.strength}
     return info
-
-
-def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Lanczos, the filter the ``fit`` tool resamples with, so a round trip is symmetric."""
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))
 
 
 def _read(path: Path) -> bytes:

@@ -38,6 +38,7 @@ import numpy as np
 from icm.codecs import Codec
 from icm.container import PostRestore, Resample, Tags
 from icm.errors import IcmError
+from icm.image.resample import resize
 from icm.importance import ImportanceMap, ImportanceProvider, get_importance
 from icm.importance.apply import (
     APPLIER_VERSIONS,
@@ -205,10 +206,7 @@ class Recipe:
         width, height = self._machine(self.fit.argument).fit_size(image)
         if (height, width) == image.shape[:2]:
             return image, None
-        from PIL import Image
-
-        resized = Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS)
-        return np.asarray(resized), Resample(width, height, RESAMPLE_FILTER)
+        return resize(image, width, height), Resample(width, height, RESAMPLE_FILTER)
 
     def _restore_model(self, codec: Codec) -> str:
         """The shipped restorer a placement runs; a joint one must exist for ``codec``."""

@@ -40,6 +40,7 @@ from icm.adapt.encoders import AdaptedEncoder, AdapterError
 from icm.adapt.files import AdapterInfo, save_adapter
 from icm.checkpoints import load_checkpoint, save_checkpoint
 from icm.codecs import get_codec
+from icm.image import resize
 from icm.image.datasets import open_dataset
 
 #: low-rate levels by default: where the generalization gap is
@@ -160,11 +161,8 @@ def resample_shorter_side(rgb: np.ndarray, side: int) -> np.ndarray:
     height, width = rgb.shape[:2]
     if not side or side == min(height, width):
         return rgb
-    from PIL import Image
-
     scale = side / min(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+    return resize(rgb, max(1, round(width * scale)), max(1, round(height * scale)))
 
 
 View = Callable[[np.ndarray], np.ndarray]

@@ -48,6 +48,7 @@ from icm.degrade.base import check_rgb, check_strength
 from icm.degrade.blur import line_kernel
 from icm.degrade.registry import DEGRADATIONS, get_degradation
 from icm.errors import IcmError
+from icm.image.resample import resize
 
 #: bump whenever :func:`image_features` changes: a model fitted on other features is refused
 FEATURE_VERSION = 1
@@ -709,11 +710,8 @@ def _rescaled(sources: Iterable[tuple[str, Any]], copies: int,
 
 
 def _downscale(picture: np.ndarray, factor: float) -> np.ndarray:
-    from PIL import Image
-
     height, width = picture.shape[:2]
-    size = (max(16, round(width * factor)), max(16, round(height * factor)))
-    return np.asarray(Image.fromarray(picture).resize(size, Image.Resampling.LANCZOS))
+    return resize(picture, max(16, round(width * factor)), max(16, round(height * factor)))
 
 
 def _random_window(picture: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:

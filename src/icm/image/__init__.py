@@ -3,6 +3,7 @@
 from icm.image.datasets import Dataset, DatasetImage, Truth, content_hash, open_dataset
 from icm.image.documents import RenderedDocument, render_documents
 from icm.image.load import DEFAULT_MAX_PIXELS, decode_image_bytes, load_image
+from icm.image.resample import resize
 from icm.image.samples import SAMPLE_PHOTOS, sample_photo, sample_photos
 
 IMAGE_SUFFIXES = (
@@ -23,6 +24,7 @@ __all__ = [
     "load_image",
     "open_dataset",
     "render_documents",
+    "resize",
     "sample_photo",
     "sample_photos",
 ]
