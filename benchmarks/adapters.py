@@ -37,9 +37,11 @@ from icm.bench.analysis import (
     current_rows,
     curves,
     gap_table,
+    is_reference_row,
     recovered_share,
     recovered_share_interval,
     reference_of,
+    with_interval,
 )
 from icm.bench.grid import with_adapters
 from icm.bench.ledger import Ledger
@@ -115,7 +117,7 @@ def evaluate(runs: Path, kodak: Path, trained: dict[str, dict], workers: int) ->
     # with other settings): their shares of the total gap show how the best was chosen
     results["reference_candidates"] = {
         name: recovered_share_interval(rows, name) for name in dict.fromkeys(
-            r["machine"] for r in rows if r["fingerprint"].endswith(REFERENCE_MARK))}
+            r["machine"] for r in rows if is_reference_row(r))}
     results["best_reference"] = reference
     for name, info in trained.items():
         machine = f"{MACHINE}+adapter={info['path']}"
@@ -215,8 +217,7 @@ def print_tables(results: dict) -> None:
 
 
 def _share(result: dict, key: str) -> str:
-    share, (low, high) = result.get(key), result.get(f"{key}_ci90", (None, None))
-    return "n/a" if share is None else f"{share:.0%} [{low:.0%}, {high:.0%}]"
+    return with_interval(result.get(key), result.get(f"{key}_ci90"), "{:.0%}")
 
 
 def _progress(name: str):
@@ -266,8 +267,8 @@ def main() -> int:
             args.runs, args.kodak, trained, settings, args.workers)
         print("\nagainst a reference fine-tuned on the other half of Kodak (cross-fitted):")
         for name, share in crossed.items():
-            print(f"  {name:28} " + ("n/a" if share is None else
-                                     f"{share[0]:.0%} [{share[1]:.0%}, {share[2]:.0%}]"))
+            print(f"  {name:28} " + with_interval(share and share[0], share and share[1:],
+                                                  "{:.0%}"))
     report = {"command": "python " + " ".join(sys.argv), "platform": platform.platform(),
               "device": "cpu", "steps": args.steps, "kl_weight": args.kl,
               "views": args.views, "sides": defaults["sides"],

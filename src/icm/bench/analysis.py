@@ -331,36 +331,43 @@ def reference_of(rows: list[dict[str, Any]], machine: str) -> str | None:
     for name in machines_in(rows):
         if name.partition(ADAPTER_MARKER)[0] == machine and ADAPTER_MARKER in name:
             mine = current_rows(rows, name)
-            if mine and mine[0]["fingerprint"].endswith(REFERENCE_MARK):
+            if mine and is_reference_row(mine[0]):
                 candidates[name] = (len(mine), float(np.mean([r["primary_value"]
                                                               for r in mine])))
     return max(candidates, key=candidates.__getitem__) if candidates else None
 
 
+def is_reference_row(row: dict[str, Any]) -> bool:
+    """Whether a ledger row was read by a fine-tuned reference (``--tune-encoder``)."""
+    return str(row["fingerprint"]).endswith(REFERENCE_MARK)
+
+
 def gap_table(rows: list[dict[str, Any]]) -> list[GapEntry]:
     """A :class:`GapEntry` per point for every (machine, machine+adapter=...) pair."""
     names = machines_in(rows)
+    adapted_names = [n for n in names if ADAPTER_MARKER in n]
+    ceilings = {base: _by_key(rows, name) if (name := reference_of(rows, base)) else {}
+                for base in {n.partition(ADAPTER_MARKER)[0] for n in adapted_names}}
     entries = []
-    for adapted in (n for n in names if ADAPTER_MARKER in n):
+    for adapted in adapted_names:
         base = adapted.partition(ADAPTER_MARKER)[0]
         if base not in names:
             continue
         plain = _by_key(rows, base)
         tuned = _by_key(rows, adapted)
-        reference = _by_key(rows, name) if (name := reference_of(rows, base)) else {}
+        reference = ceilings[base]
         by_point: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for key in plain.keys() & tuned.keys():
             by_point[key[1]].append(key)
         for point, keys in sorted(by_point.items()):
-            shared = [k for k in keys if k in reference]
             entries.append(GapEntry(
                 machine=base, adapted=adapted, curve=plain[keys[0]]["codec"], point=point,
                 bpp=float(np.mean([plain[k]["bpp"] for k in keys])),
                 total=float(np.mean([1 - plain[k]["primary_value"] for k in keys])),
                 information=float(np.mean([1 - tuned[k]["primary_value"] for k in keys])),
                 images=len(keys),
-                reference=(float(np.mean([1 - reference[k]["primary_value"] for k in shared]))
-                           if shared and len(shared) == len(keys) else None),
+                reference=(float(np.mean([1 - reference[k]["primary_value"] for k in keys]))
+                           if all(k in reference for k in keys) else None),
             ))
     return sorted(entries, key=lambda e: (e.adapted, e.curve, e.bpp))
 
@@ -397,7 +404,9 @@ def recovered_share_interval(rows: list[dict[str, Any]], adapted: str, curves: s
              if curves is None or row["codec"] in curves}
     tuned = _by_key(rows, adapted)
     ceiling = _by_key(rows, reference) if reference else None
-    keys = plain.keys() & tuned.keys() & (ceiling.keys() if ceiling is not None else tuned.keys())
+    keys = plain.keys() & tuned.keys()
+    if ceiling is not None:
+        keys &= ceiling.keys()
     images = sorted({sha for sha, _ in keys})
     index = {sha: i for i, sha in enumerate(images)}
     lost, recovered = np.zeros(len(images)), np.zeros(len(images))

@@ -39,6 +39,7 @@ from icm.bench.analysis import (
     current_rows,
     curves,
     gap_table,
+    is_reference_row,
     machines_in,
     pristine_accuracy,
     recovered_share_interval,
@@ -53,7 +54,6 @@ from icm.codecs import parse_point
 from icm.coding import read_coded
 from icm.errors import IcmError
 from icm.fileio import write_atomic
-from icm.machines.registry import REFERENCE_MARK
 
 #: Side of the square centre crop shown for worst cases (the whole image when it is smaller).
 CROP_SIDE = 256
@@ -470,8 +470,8 @@ def _share_sentence(rows: list[dict], adapted: str, machine: str) -> str:
                        "estimated generalization gap (intervals: images resampled).")
     if reference is not None:
         mine = current_rows(rows, adapted)
-        kind = ("a weaker fine-tuned reference" if mine and mine[0]["fingerprint"].endswith(
-            REFERENCE_MARK) else "an adapter")
+        kind = ("a weaker fine-tuned reference" if mine and is_reference_row(mine[0])
+                else "an adapter")
         text += (f", and {shown(recovered_share_interval(rows, adapted, reference=reference))} "
                  f"of the generalization gap as estimated by the fine-tuned reference "
                  f"{Path(reference.partition(ADAPTER_MARKER)[2]).name}. It is {kind}")
