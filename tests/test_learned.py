@@ -29,6 +29,7 @@ from icm.learned.train import (  # noqa: E402
     LearnedTrainError,
     MachineFeatures,
     load_images,
+    machine_view,
     sample_batch,
     train,
     training_loss,
@@ -79,6 +80,63 @@ def test_training_steps_lower_the_loss(tmp_path):
         loss.backward()
         optimiser.step()
     assert float(loss_now()[0].detach()) < 0.9 * float(before.detach())
+
+
+class FixedOutput(torch.nn.Module):
+    """A stand-in network: a fixed reconstruction at zero bits, so only distortion counts."""
+
+    def __init__(self, x_hat: torch.Tensor) -> None:
+        super().__init__()
+        self.arch, self.x_hat = TINY, x_hat
+
+    def forward(self, x, qmap):
+        zero = torch.zeros(x.shape[0])
+        return {"x_hat": self.x_hat, "y_bits": zero, "z_bits": zero}
+
+
+def test_machine_view_ignores_detail_the_machine_cannot_see():
+    """At view scale 1/4, a one-pixel checkerboard error all but vanishes from the loss, while
+    a smooth error costs what it costs at full resolution."""
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 64, 64) * 0.5 + 0.25
+    rows, cols = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    checker = ((rows + cols) % 2 * 2 - 1).float() * 0.1
+    qmap = torch.full((1, 1, 4, 4), 3.0)
+    features = MachineFeatures("classify:efficientnet-lite0")
+
+    def loss(error: torch.Tensor, scale: float) -> tuple[float, dict]:
+        value, parts = training_loss(FixedOutput(x + error), x, qmap, 30.0, features, scale)
+        return float(value), parts
+
+    sharp_full, parts = loss(checker, 1.0)
+    sharp_seen, seen_parts = loss(checker, 0.25)
+    assert sharp_seen < 0.01 * sharp_full
+    assert seen_parts["psnr"] == pytest.approx(parts["psnr"])  # reported at full resolution
+    smooth_full, _ = loss(torch.full_like(x, 0.1), 1.0)
+    smooth_seen, _ = loss(torch.full_like(x, 0.1), 0.25)
+    assert smooth_seen == pytest.approx(smooth_full, rel=0.35)
+    assert machine_view(x, 0.25).shape[-2:] == (16, 16)
+    assert machine_view(x, 1.0) is x
+
+
+def test_fine_tuning_starts_from_the_model_file(tmp_path):
+    """--init loads a model's weights (at lr 0 they come out unchanged) and names it in the
+    training record; a damaged file or a view too small to see are one-line errors."""
+    base = train(tiny_config(tmp_path / "base", steps=2)).out
+    tuned = train(tiny_config(tmp_path / "tuned", steps=1, lr=0.0, init=str(base),
+                              channels=64, latent=192, view_scale=0.5, alpha=30.0)).out
+    first, info = load_model(base)[0].state_dict(), load_model(tuned)[1]
+    second = load_model(tuned)[0].state_dict()
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    assert info.arch == load_model(base)[1].arch  # the file's sizes, not the config's
+    assert info.trained["init"] == base.name and info.trained["view_scale"] == 0.5
+    base.write_bytes(base.read_bytes()[:-10])
+    with pytest.raises(LearnedModelError, match=base.name):
+        train(tiny_config(tmp_path / "again", init=str(base)))
+    for bad, match in (({"view_scale": 0.0}, "view scale"), ({"view_scale": 0.25}, "crop")):
+        with pytest.raises(LearnedTrainError, match=match) as caught:
+            train(tiny_config(tmp_path / "bad", **bad))
+        assert "\n" not in str(caught.value)
 
 
 def test_killed_training_resumes_to_the_same_weights(tmp_path):

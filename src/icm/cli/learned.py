@@ -49,6 +49,13 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
         limit: Annotated[int, typer.Option("--limit", min=0, help="Use only the first N "
                                            "images of each.")] = 0,
         threads: Annotated[int, typer.Option("--threads", min=1)] = 1,
+        view_scale: Annotated[float, typer.Option(
+            "--view-scale", help="Measure distortion as the machine sees the photos: resized "
+            "by this factor (its input side over the photos' shorter side, e.g. 224/512 = "
+            "0.4375 for Lite0 on Kodak). 1: at full resolution.")] = 1.0,
+        init: Annotated[str, typer.Option(
+            "--init", help="Start from a model file's weights, or 'shipped' (fine-tuning; "
+            "the file's architecture replaces --channels and --latent).")] = "",
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Train (or resume) an icm-lic model; writes OUT/icm-lic-<hash>.safetensors."""
@@ -58,7 +65,7 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
             images=tuple(images or ["samples"]), out=out_dir, crop=crop, batch=batch,
             steps=steps, lr=lr, alpha=alpha, machine=machine, spatial_rate=spatial_rate,
             seed=seed, checkpoint_every=checkpoint_every, limit=limit, channels=channels,
-            latent=latent, threads=threads)
+            latent=latent, threads=threads, view_scale=view_scale, init=init)
         with progress_bar(err, disable=as_json) as progress:
             task = progress.add_task("training", total=steps)
 

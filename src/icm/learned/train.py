@@ -17,6 +17,17 @@ default): at each tapped stage, the squared error of the decoded window's featur
 pristine window's, over the pristine features' energy, averaged over stages (CoTAM and
 Diff-ICMH use such multi-level feature losses). ``alpha = 0`` trains for pixels alone.
 
+The machine's view (``view_scale`` below 1): a classifier reads a photo resized so that its
+shorter side is the model's input (224 px for Lite0, so 0.4375 x for a 512 px Kodak photo).
+Detail above that view's Nyquist frequency never reaches the model, yet a loss measured at
+full resolution pays bits for it. With ``view_scale`` set, both the pixel and the feature
+distortion are measured on the window resized by that factor with the machine's own filter
+(antialiased bilinear), so the codec learns to drop what the machine cannot see. The rate is
+still counted over the full-resolution pixels: those are what the bitstream codes.
+
+Fine-tuning (``init``): training may start from a model file's weights (the shipped model, say)
+instead of a fresh network; the architecture is then the file's.
+
 Because a step's batch depends only on ``(seed, step)`` and the learning rate only on the step,
 a run resumed from a checkpoint (model, optimiser, step; written atomically every
 ``checkpoint_every`` steps in the output folder) ends with the same weights as one never stopped.
@@ -38,11 +49,15 @@ from torch.nn import functional as F
 from icm.checkpoints import load_checkpoint, save_checkpoint
 from icm.errors import IcmError
 from icm.image.datasets import load_photos
-from icm.learned.files import save_model
+from icm.learned.files import load_model, save_model, shipped_model
 from icm.learned.network import LATENT_STRIDE, Architecture, LicNet, parameter_count
 from icm.machines.features import MachineFeatures, feature_distortion
 
 Progress = Callable[[str, int, int], None]
+#: the smallest window side, in the machine's view, whose deepest feature tap is still 2x2
+MIN_VIEW = 32
+#: ``init`` value naming the model that ships with icm
+SHIPPED = "shipped"
 
 class LearnedTrainError(IcmError):
     """Training input that cannot be used: no images, a bad setting, a stale checkpoint."""
@@ -67,6 +82,10 @@ class LearnedTrainConfig:
     channels: int = 64
     latent: int = 192
     threads: int = 1
+    #: the factor the machine resizes coded photos by (1: distortion at full resolution)
+    view_scale: float = 1.0
+    #: a model file to start from ('' = a fresh network)
+    init: str = ""
 
     def check(self) -> None:
         if self.crop < 64 or self.crop % 64:
@@ -77,6 +96,12 @@ class LearnedTrainConfig:
             raise LearnedTrainError(f"alpha must be >= 0, got {self.alpha}")
         if not 0.0 <= self.spatial_rate <= 1.0:
             raise LearnedTrainError(f"spatial rate must be in [0, 1], got {self.spatial_rate}")
+        if not 0.0 < self.view_scale <= 1.0:
+            raise LearnedTrainError(f"view scale must be in (0, 1], got {self.view_scale}")
+        if self.crop * self.view_scale < MIN_VIEW:
+            raise LearnedTrainError(
+                f"a {self.crop} px crop at view scale {self.view_scale} is under {MIN_VIEW} px; "
+                "use a larger --crop")
 
     def arch(self) -> Architecture:
         return Architecture(channels=self.channels, latent=self.latent, hyper=self.channels)
@@ -149,20 +174,32 @@ def lambda_map(arch: Architecture, qmap: torch.Tensor) -> torch.Tensor:
     return torch.exp(logs[index] * (1 - frac) + logs[index + 1] * frac)
 
 
+def machine_view(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` as a machine that resizes by ``scale`` sees it (its antialiased bilinear filter)."""
+    if scale >= 1.0:
+        return x
+    size = (max(1, round(x.shape[-2] * scale)), max(1, round(x.shape[-1] * scale)))
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
 def training_loss(net: LicNet, x: torch.Tensor, qmap: torch.Tensor, alpha: float,
-                  features: MachineFeatures | None) -> tuple[torch.Tensor, dict[str, float]]:
-    """The mean loss of a batch and its parts (bpp, PSNR, machine distortion)."""
+                  features: MachineFeatures | None,
+                  view_scale: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """The mean loss of a batch and its parts (bpp, full-resolution PSNR, machine distortion);
+    distortion is measured in the machine's view (see the module docstring)."""
     out = net(x, qmap)
     pixels = x.shape[-2] * x.shape[-1]
     bpp = (out["y_bits"] + out["z_bits"]) / pixels
     lambdas = lambda_map(net.arch, qmap)
-    per_pixel = F.interpolate(lambdas, scale_factor=LATENT_STRIDE, mode="nearest")
-    squared = (out["x_hat"] - x).pow(2).mean(dim=1, keepdim=True)
+    seen, seen_hat = machine_view(x, view_scale), machine_view(out["x_hat"], view_scale)
+    per_pixel = F.interpolate(lambdas, size=seen.shape[-2:], mode="nearest")
+    squared = (seen_hat - seen).pow(2).mean(dim=1, keepdim=True)
     loss = bpp + (per_pixel * squared).mean(dim=(1, 2, 3)) * 255.0**2
+    full = (out["x_hat"].detach() - x).pow(2).mean()
     parts = {"bpp": float(bpp.mean().detach()),
-             "psnr": float(10 * torch.log10(1 / squared.detach().mean().clamp_min(1e-10)))}
+             "psnr": float(10 * torch.log10(1 / full.clamp_min(1e-10)))}
     if features is not None and alpha > 0:
-        machine = feature_distortion(features, out["x_hat"], x)
+        machine = feature_distortion(features, seen_hat, seen)
         loss = loss + alpha * lambdas.mean(dim=(1, 2, 3)) * machine
         parts["machine"] = float(machine.detach().mean())
     return loss.mean(), parts
@@ -182,8 +219,7 @@ def train(config: LearnedTrainConfig, progress: Progress | None = None) -> Train
     out = Path(config.out)
     checkpoint_path = out / "train.ckpt"
     images = load_images(config.images, config.crop, config.limit)
-    torch.manual_seed(config.seed)
-    net = LicNet(config.arch())
+    net = initial_network(config)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     state = load_checkpoint(checkpoint_path, config.identity(), LearnedTrainError)
     start, losses, wall = 0, [], 0.0
@@ -199,7 +235,7 @@ def train(config: LearnedTrainConfig, progress: Progress | None = None) -> Train
         x, qmap = sample_batch(images, config, net.arch.levels, step)
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(config, step)
-        loss, parts = training_loss(net, x, qmap, config.alpha, features)
+        loss, parts = training_loss(net, x, qmap, config.alpha, features, config.view_scale)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -219,6 +255,29 @@ def train(config: LearnedTrainConfig, progress: Progress | None = None) -> Train
     return TrainResult(path, config.steps, start, losses, wall, parameter_count(net), len(images))
 
 
+def initial_network(config: LearnedTrainConfig) -> LicNet:
+    """A fresh network of the configured sizes, or the weights of ``config.init``."""
+    if not config.init:
+        torch.manual_seed(config.seed)
+        return LicNet(config.arch())
+    if config.init == SHIPPED:
+        path = shipped_model()
+        if path is None:
+            raise LearnedTrainError("--init shipped: no icm-lic model ships in this installation")
+    else:
+        path = Path(config.init).expanduser()
+    net, _info = load_model(path)
+    return net
+
+
+def _init_name(init: str) -> str | None:
+    """The file name of the model training started from (for the training record)."""
+    if not init:
+        return None
+    path = shipped_model() if init == SHIPPED else Path(init)
+    return path.name if path else init
+
+
 def _describe(loss: float, parts: dict[str, float]) -> str:
     text = f"loss {loss:.3f} bpp {parts['bpp']:.3f} psnr {parts['psnr']:.2f}"
     return text + (f" machine {parts['machine']:.3f}" if "machine" in parts else "")
@@ -231,4 +290,5 @@ def _summary(config: LearnedTrainConfig, images: int, wall: float,
             "crop": config.crop, "batch": config.batch, "lr": config.lr,
             "alpha": config.alpha, "machine": config.machine if config.alpha > 0 else None,
             "data": list(config.images), "images": images, "seed": config.seed,
+            "view_scale": config.view_scale, "init": _init_name(config.init),
             "final_loss": round(sum(tail) / max(len(tail), 1), 4)}
