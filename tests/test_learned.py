@@ -119,6 +119,22 @@ def test_machine_view_ignores_detail_the_machine_cannot_see():
     assert machine_view(x, 1.0) is x
 
 
+def test_feature_taps_reach_lite0s_head(monkeypatch, capsys, tmp_path):
+    """Tap 16 is the head's 1280 pooled features, the rest block outputs; a tap outside
+    Lite0 or a malformed --taps is a one-line error."""
+    from icm.errors import IcmError
+    from icm.machines.features import LITE0_HEAD
+
+    features = MachineFeatures("classify:efficientnet-lite0", (LITE0_HEAD, 2))
+    shallow, head = features(torch.rand(1, 3, 64, 64))
+    assert shallow.shape[1] == 24 and head.shape[1] == 1280
+    with pytest.raises(IcmError, match="feature taps"):
+        MachineFeatures("classify:efficientnet-lite0", (2, 17))
+    code, _, err = icm(monkeypatch, capsys, "learned", "train", "--out", tmp_path / "x",
+                       "--taps", "2,head")
+    assert_one_line_error(code, err, "--taps")
+
+
 def test_fine_tuning_starts_from_the_model_file(tmp_path):
     """--init loads a model's weights (at lr 0 they come out unchanged) and names it in the
     training record; a damaged file or a view too small to see are one-line errors."""

@@ -56,6 +56,9 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
         init: Annotated[str, typer.Option(
             "--init", help="Start from a model file's weights, or 'shipped' (fine-tuning; "
             "the file's architecture replaces --channels and --latent).")] = "",
+        taps: Annotated[str, typer.Option(
+            "--taps", help="The machine's feature taps in the loss: Lite0 block indices, "
+            "16 for its head (e.g. 2,4,10,15,16).")] = "2,4,10",
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Train (or resume) an icm-lic model; writes OUT/icm-lic-<hash>.safetensors."""
@@ -65,7 +68,8 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
             images=tuple(images or ["samples"]), out=out_dir, crop=crop, batch=batch,
             steps=steps, lr=lr, alpha=alpha, machine=machine, spatial_rate=spatial_rate,
             seed=seed, checkpoint_every=checkpoint_every, limit=limit, channels=channels,
-            latent=latent, threads=threads, view_scale=view_scale, init=init)
+            latent=latent, threads=threads, view_scale=view_scale, init=init,
+            taps=_taps(taps))
         with progress_bar(err, disable=as_json) as progress:
             task = progress.add_task("training", total=steps)
 
@@ -138,3 +142,13 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
             sys.stdout.write(json.dumps(record, indent=2) + "\n")
             return
         out.print(json.dumps(record, indent=2), highlight=False)
+
+
+def _taps(text: str) -> tuple[int, ...]:
+    """``'2,4,10'`` -> (2, 4, 10); anything else is a one-line error."""
+    from icm.errors import IcmError
+
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise IcmError(f"--taps takes comma-separated block indices, got {text!r}") from None

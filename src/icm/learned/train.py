@@ -15,7 +15,9 @@ geometrically at each latent position's quality::
 ``D_machine`` is the multi-level feature distortion of a frozen machine (EfficientNet-Lite0 by
 default): at each tapped stage, the squared error of the decoded window's features against the
 pristine window's, over the pristine features' energy, averaged over stages (CoTAM and
-Diff-ICMH use such multi-level feature losses). ``alpha = 0`` trains for pixels alone.
+Diff-ICMH use such multi-level feature losses). The stages are ``taps``: Lite0's blocks 2, 4
+and 10 by default; adding block 15 and the head (16) reaches what the classifier pools.
+``alpha = 0`` trains for pixels alone.
 
 The machine's view (``view_scale`` below 1): a classifier reads a photo resized so that its
 shorter side is the model's input (224 px for Lite0, so 0.4375 x for a 512 px Kodak photo).
@@ -51,7 +53,7 @@ from icm.errors import IcmError
 from icm.image.datasets import load_photos
 from icm.learned.files import load_model, save_model, shipped_model
 from icm.learned.network import LATENT_STRIDE, Architecture, LicNet, parameter_count
-from icm.machines.features import MachineFeatures, feature_distortion
+from icm.machines.features import LITE0_TAPS, MachineFeatures, feature_distortion
 
 Progress = Callable[[str, int, int], None]
 #: the smallest window side, in the machine's view, whose deepest feature tap is still 2x2
@@ -86,6 +88,8 @@ class LearnedTrainConfig:
     view_scale: float = 1.0
     #: a model file to start from ('' = a fresh network)
     init: str = ""
+    #: the machine's feature taps in the distortion (block indices; 16 = Lite0's head)
+    taps: tuple[int, ...] = LITE0_TAPS
 
     def check(self) -> None:
         if self.crop < 64 or self.crop % 64:
@@ -111,6 +115,7 @@ class LearnedTrainConfig:
         record = asdict(self)
         record["out"] = str(self.out)
         record["images"] = list(record["images"])
+        record["taps"] = list(record["taps"])
         for volatile in ("steps", "checkpoint_every", "threads"):
             record.pop(volatile)
         return record
@@ -227,7 +232,7 @@ def train(config: LearnedTrainConfig, progress: Progress | None = None) -> Train
         net.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         start, losses, wall = state["step"], list(state["losses"]), float(state["wall_s"])
-    features = MachineFeatures(config.machine) if config.alpha > 0 else None
+    features = MachineFeatures(config.machine, config.taps) if config.alpha > 0 else None
     net.train()
     began = time.perf_counter()
     for step in range(start, config.steps):
@@ -291,4 +296,5 @@ def _summary(config: LearnedTrainConfig, images: int, wall: float,
             "alpha": config.alpha, "machine": config.machine if config.alpha > 0 else None,
             "data": list(config.images), "images": images, "seed": config.seed,
             "view_scale": config.view_scale, "init": _init_name(config.init),
+            "taps": list(config.taps) if config.alpha > 0 else None,
             "final_loss": round(sum(tail) / max(len(tail), 1), 4)}

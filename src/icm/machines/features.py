@@ -15,18 +15,29 @@ from icm.errors import IcmError
 
 #: EfficientNet-Lite0 blocks whose outputs are compared (strides 4, 8 and 16)
 LITE0_TAPS = (2, 4, 10)
+#: tap index of Lite0's head: the 1280 features the classifier pools (after its 16 blocks)
+LITE0_HEAD = 16
 SUPPORTED = ("classify:efficientnet-lite0",)
 
 
 class MachineFeatures:
-    """A frozen machine's multi-level features of images in [0, 1] (differentiable)."""
+    """A frozen machine's multi-level features of images in [0, 1] (differentiable).
 
-    def __init__(self, machine: str) -> None:
+    ``taps`` are block indices (0-15) and :data:`LITE0_HEAD`. Shallow taps alone can be matched
+    while the head is not: a codec tuned on blocks 2, 4 and 10 may keep them as close as HEVC
+    does and still move the head, and with it the class scores, three times as far.
+    """
+
+    def __init__(self, machine: str, taps: tuple[int, ...] = LITE0_TAPS) -> None:
         from icm.machines import get_machine
 
         if machine not in SUPPORTED:
             raise IcmError(f"the machine feature loss supports {', '.join(SUPPORTED)}, "
                            f"not {machine!r}")
+        if not taps or any(not 0 <= tap <= LITE0_HEAD for tap in taps):
+            raise IcmError(f"feature taps must be block indices 0-{LITE0_HEAD - 1} or "
+                           f"{LITE0_HEAD} (the head), got {list(taps)}")
+        self.taps = tuple(sorted(set(taps)))
         self.module = get_machine(machine).torch_parts().module.eval()
         for parameter in self.module.parameters():
             parameter.requires_grad_(False)
@@ -35,10 +46,12 @@ class MachineFeatures:
         net = self.module
         h = net._swish(net._bn0(net._conv_stem((x * 255.0 - 127.0) / 128.0)))
         taps = []
-        for index, block in enumerate(net._blocks[: max(LITE0_TAPS) + 1]):
+        for index, block in enumerate(net._blocks[: max(self.taps) + 1]):
             h = block(h)
-            if index in LITE0_TAPS:
+            if index in self.taps:
                 taps.append(h)
+        if LITE0_HEAD in self.taps:
+            taps.append(net._swish(net._bn1(net._conv_head(h))))
         return taps
 
 
