@@ -2,6 +2,13 @@
 
 ``icm-lic+saliency`` is the same model driven by the spectral-residual saliency map (the map
 becomes its per-block quality map through the delta-QP interface, 3 QP = one quality level).
+``icm-lic-lite0`` is the model fine-tuned with its distortion measured in Lite0's view
+(``icm learned train --view-scale 0.4375``: Kodak's 512 px shorter side read at 224 px).
+``hevc+fit=classify:efficientnet-lite0`` is HEVC on the photo resampled to what Lite0 reads
+(shorter side 224 px), the strongest standard anchor for this machine: a model trained to code
+for the machine's view (``icm learned train --view-scale``) is measured against it too.
+Points with tools are coded into ``.icm`` containers (their resample record counts in the
+bits) and decoded back to the original size.
 
 For every codec x level x photo: the real bitstream's bytes, RGB PSNR, MS-SSIM (luma), encode
 and decode wall time (one thread), and machine fidelity: EfficientNet-Lite0's output on the
@@ -15,6 +22,8 @@ MS-SSIM, top-5 overlap and top-1 agreement. Prints markdown tables and writes
     python benchmarks/learned.py --limit 8 --codecs icm-lic,jpeg
     python benchmarks/learned.py --codecs icm-lic,jpeg,webp,hevc --model FILE \
         --out benchmarks/results/learned-alpha0.json     # another icm-lic model (an ablation)
+
+Each run also draws its rate-PSNR and rate-KL curves next to the JSON (``learned.png``).
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import numpy as np
 import torch
 
 from icm.codecs import get_codec, parse_point
-from icm.coding import encode_image
+from icm.coding import decode_bytes, encode_image
 from icm.fileio import write_atomic
 from icm.image.datasets import open_dataset
 from icm.learned.files import load_model, shipped_model
@@ -41,9 +50,10 @@ from icm.metrics import BDWarning, bd_metric, bd_rate, ms_ssim, psnr
 HERE = Path(__file__).resolve().parent
 KODAK = HERE.parent.parent / "shared" / "data" / "kodak"
 MACHINE = "classify:efficientnet-lite0"
-ANCHORS = ("jpeg", "webp", "hevc")
+FIT_HEVC = f"hevc+fit={MACHINE}"
+ANCHORS = ("jpeg", "webp", "hevc", FIT_HEVC)
 LIC_LEVELS = ("q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8")
-TESTS = ("icm-lic", "icm-lic+saliency")
+TESTS = ("icm-lic", "icm-lic+saliency", "icm-lic-lite0")
 #: BD-rate is taken at equal value of each; ``neg_kl`` is -KL(pristine || decoded), which rises
 #: with rate like a quality (KL is continuous, so its curve is monotonic where top-k often ties)
 METRICS = ("psnr", "ms_ssim", "neg_kl", "top5_overlap", "top1")
@@ -55,16 +65,21 @@ def measure(curve: str, level: str, photo: np.ndarray, machine, pristine,
             model: Path | None = None) -> dict:
     point = parse_point(f"{curve}@{level}")
     options = {"weights": str(model)} if model and point.codec == "icm-lic" else {}
+    in_container = bool(point.tools)  # a resample must travel with the bitstream
     start = time.perf_counter()
-    bitstream = encode_image(photo, point, as_container=False, **options).bitstream
-    encoded = time.perf_counter()
-    decoded = get_codec(point.codec).decode(bitstream)
+    encoded = encode_image(photo, point, as_container=in_container, **options)
+    coded = time.perf_counter()
+    if in_container:
+        decoded = decode_bytes(encoded.data)
+    else:
+        decoded = get_codec(point.codec).decode(encoded.bitstream)
     finished = time.perf_counter()
     scores = machine.fidelity(pristine, machine.predict([decoded])[0])
-    return {"codec": curve, "level": level, "bpp": bitstream.bpp,
+    bpp = 8 * len(encoded.data) / (photo.shape[0] * photo.shape[1])
+    return {"codec": curve, "level": level, "bpp": bpp,
             "psnr": psnr(photo, decoded), "ms_ssim": ms_ssim(photo, decoded),
             "top1": scores["top1"], "top5_overlap": scores["top5_overlap"], "kl": scores["kl"],
-            "encode_ms": (encoded - start) * 1e3, "decode_ms": (finished - encoded) * 1e3}
+            "encode_ms": (coded - start) * 1e3, "decode_ms": (finished - coded) * 1e3}
 
 
 def curves(rows: list[dict]) -> dict[str, list[dict]]:
@@ -130,7 +145,8 @@ def main() -> None:
     for index, (name, photo) in enumerate(photos):
         pristine = machine.predict([photo])[0]
         for codec in codecs:
-            levels = LIC_LEVELS if codec.startswith("icm-lic") else get_codec(codec).ladder
+            levels = (LIC_LEVELS if codec.startswith("icm-lic")
+                      else get_codec(codec.split("+")[0]).ladder)
             for level in levels:
                 rows.append({"image": name,
                              **measure(codec, level, photo, machine, pristine, args.model)})
@@ -145,12 +161,14 @@ def main() -> None:
         "command": "python " + " ".join(sys.argv),
         "images": args.images, "photos": len(photos), "machine": MACHINE,
         "model": model.name if model else None, "trained": info.trained if info else None,
+        "lite0_model": _model_record(shipped_model("lite0")),
         "threads": 1, "platform": platform.platform(), "wall_s": time.perf_counter() - started,
         "curves": points, "bd_rate_vs": bd, "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out, (json.dumps(record, indent=1) + "\n").encode())
-    print(f"\nwrote {args.out}")
+    plot(points, len(photos), args.out.with_suffix(".png"))
+    print(f"\nwrote {args.out} and {args.out.with_suffix('.png').name}")
 
 
 def report(points: dict[str, list[dict]], bd: dict) -> None:
@@ -172,6 +190,42 @@ def report(points: dict[str, list[dict]], bd: dict) -> None:
         for anchor, values in table.items():
             cells = [("n/a" if values[k] is None else f"{values[k]:+.1f}") for k in keys]
             print(f"| {test} | {anchor} | " + " | ".join(cells) + " |")
+
+
+def _model_record(path: Path | None) -> dict | None:
+    """A model file's name and training record (a fine-tune's names what it started from)."""
+    return None if path is None else {"name": path.name, "trained": load_model(path)[1].trained}
+
+
+def plot(points: dict[str, list[dict]], photos: int, path: Path) -> None:
+    """Rate-PSNR and rate-KL (log scale: KL spans two decades) of every curve."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for codec, curve in points.items():
+        rates = [p["bpp"] for p in curve]
+        style = "-" if codec.startswith("icm-lic") else "--"
+        axes[0].plot(rates, [p["psnr"] for p in curve], style, marker="o", ms=3, label=codec)
+        axes[1].plot(rates, [p["kl"] for p in curve], style, marker="o", ms=3, label=codec)
+    axes[0].set_ylabel("RGB PSNR (dB)")
+    axes[1].set_ylabel("Lite0 KL(pristine || decoded)")
+    axes[1].set_yscale("log")
+    for axis in axes:
+        axis.set_xlabel("bits per pixel")
+        axis.set_xscale("log")
+        axis.grid(alpha=0.3, which="both")
+    axes[1].legend(fontsize=7)
+    figure.suptitle(f"Kodak ({photos} photos): icm-lic and icm-lic-lite0 against standard "
+                    "codecs (lower KL is better)")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    write_atomic(path, buffer.getvalue())
 
 
 if __name__ == "__main__":

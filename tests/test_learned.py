@@ -146,6 +146,7 @@ def test_fine_tuning_starts_from_the_model_file(tmp_path):
     assert all(torch.equal(first[key], second[key]) for key in first)
     assert info.arch == load_model(base)[1].arch  # the file's sizes, not the config's
     assert info.trained["init"] == base.name and info.trained["view_scale"] == 0.5
+    assert info.trained["init_trained"] == load_model(base)[1].trained  # the whole budget
     base.write_bytes(base.read_bytes()[:-10])
     with pytest.raises(LearnedModelError, match=base.name):
         train(tiny_config(tmp_path / "again", init=str(base)))
@@ -285,6 +286,24 @@ def test_stream_from_another_model_or_damaged_is_refused(tmp_path, photo):
     mapped = codec.encode(photo, "q3", delta_qp=np.array([[-3, 3]]))
     with pytest.raises(CorruptContainerError, match="quality map does not decode"):
         codec.decode_raw(mapped.data[:16])
+
+
+def test_machine_flavour_codes_with_its_own_shipped_model(photo):
+    """icm-lic-lite0 is the same codec with the Lite0-view model: its streams name that model,
+    and a raw stream reaches it through plain icm-lic too (found among the shipped models by
+    its tag), while a stream of an unknown model is still refused."""
+    from icm.learned.files import shipped_model, shipped_models
+
+    lite0, plain = get_codec("icm-lic-lite0"), get_codec("icm-lic")
+    assert shipped_model("lite0") in shipped_models() and shipped_model() in shipped_models()
+    ours = lite0.encode(photo, "q3")
+    theirs = plain.encode(photo, "q3")
+    assert ours.data[8:12] == bytes.fromhex(load_model(shipped_model("lite0"))[1].digest[:8])
+    assert ours.data[8:12] != theirs.data[8:12]
+    decoded = lite0.decode(ours)
+    assert np.array_equal(plain.decode_raw(ours.data)[: photo.shape[0], : photo.shape[1]],
+                          decoded)
+    assert psnr(photo, decoded) > 20
 
 
 def test_cli_trains_resumes_and_evaluates(monkeypatch, capsys, tmp_path):

@@ -104,8 +104,16 @@ def load_model(path: Path) -> tuple[LicNet, ModelInfo]:
     return net.eval(), info
 
 
-def shipped_model() -> Path | None:
-    """The checkpoint that ships in the package (``icm/learned/data``), if any."""
-    folder = Path(__file__).parent / "data"
+def shipped_model(flavour: str = "") -> Path | None:
+    """The model that ships in the package for a flavour, if any: ``icm/learned/data`` holds
+    the default (pixels first), ``icm/learned/data/<flavour>`` each model tuned for a machine."""
+    folder = Path(__file__).parent / "data" / flavour
     found = sorted(folder.glob(f"{PREFIX}-*.safetensors"))
     return found[-1] if found else None
+
+
+def shipped_models() -> list[Path]:
+    """Every model that ships in the package, the default first."""
+    folder = Path(__file__).parent / "data"
+    return sorted(folder.glob(f"{PREFIX}-*.safetensors")) + sorted(
+        folder.glob(f"*/{PREFIX}-*.safetensors"))

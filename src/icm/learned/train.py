@@ -262,25 +262,32 @@ def train(config: LearnedTrainConfig, progress: Progress | None = None) -> Train
 
 def initial_network(config: LearnedTrainConfig) -> LicNet:
     """A fresh network of the configured sizes, or the weights of ``config.init``."""
-    if not config.init:
+    path = _init_path(config.init)
+    if path is None:
         torch.manual_seed(config.seed)
         return LicNet(config.arch())
-    if config.init == SHIPPED:
-        path = shipped_model()
-        if path is None:
-            raise LearnedTrainError("--init shipped: no icm-lic model ships in this installation")
-    else:
-        path = Path(config.init).expanduser()
-    net, _info = load_model(path)
-    return net
+    return load_model(path)[0]
 
 
-def _init_name(init: str) -> str | None:
-    """The file name of the model training started from (for the training record)."""
+def _init_path(init: str) -> Path | None:
+    """The model file training starts from (None: a fresh network)."""
     if not init:
         return None
-    path = shipped_model() if init == SHIPPED else Path(init)
-    return path.name if path else init
+    if init != SHIPPED:
+        return Path(init).expanduser()
+    path = shipped_model()
+    if path is None:
+        raise LearnedTrainError("--init shipped: no icm-lic model ships in this installation")
+    return path
+
+
+def _lineage(init: str) -> dict[str, Any]:
+    """For a fine-tune, the model it started from and that model's own training record, so
+    a shipped model's file tells its whole training budget."""
+    path = _init_path(init)
+    if path is None:
+        return {"init": None}
+    return {"init": path.name, "init_trained": load_model(path)[1].trained}
 
 
 def _describe(loss: float, parts: dict[str, float]) -> str:
@@ -295,6 +302,6 @@ def _summary(config: LearnedTrainConfig, images: int, wall: float,
             "crop": config.crop, "batch": config.batch, "lr": config.lr,
             "alpha": config.alpha, "machine": config.machine if config.alpha > 0 else None,
             "data": list(config.images), "images": images, "seed": config.seed,
-            "view_scale": config.view_scale, "init": _init_name(config.init),
+            "view_scale": config.view_scale, **_lineage(config.init),
             "taps": list(config.taps) if config.alpha > 0 else None,
             "final_loss": round(sum(tail) / max(len(tail), 1), 4)}
