@@ -5,8 +5,7 @@ becomes its per-block quality map through the delta-QP interface, 3 QP = one qua
 ``icm-lic-lite0`` is the model fine-tuned with its distortion measured in Lite0's view
 (``icm learned train --view-scale 0.4375``: Kodak's 512 px shorter side read at 224 px).
 ``hevc+fit=classify:efficientnet-lite0`` is HEVC on the photo resampled to what Lite0 reads
-(shorter side 224 px), the strongest standard anchor for this machine: a model trained to code
-for the machine's view (``icm learned train --view-scale``) is measured against it too.
+(shorter side 224 px), the strongest standard anchor for this machine.
 Points with tools are coded into ``.icm`` containers (their resample record counts in the
 bits) and decoded back to the original size.
 

@@ -224,7 +224,7 @@ def train(config: LearnedTrainConfig, progress: Progress | None = None) -> Train
     out = Path(config.out)
     checkpoint_path = out / "train.ckpt"
     images = load_images(config.images, config.crop, config.limit)
-    net = initial_network(config)
+    net, lineage = initial_network(config)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     state = load_checkpoint(checkpoint_path, config.identity(), LearnedTrainError)
     start, losses, wall = 0, [], 0.0
@@ -255,18 +255,21 @@ def train(config: LearnedTrainConfig, progress: Progress | None = None) -> Train
                             {"model": net.state_dict(), "optimiser": optimiser.state_dict(),
                              "losses": losses, "wall_s": elapsed})
     wall += time.perf_counter() - began
-    trained = _summary(config, len(images), wall, losses)
+    trained = {**_summary(config, len(images), wall, losses), **lineage}
     path = save_model(out, net.eval(), trained)
     return TrainResult(path, config.steps, start, losses, wall, parameter_count(net), len(images))
 
 
-def initial_network(config: LearnedTrainConfig) -> LicNet:
-    """A fresh network of the configured sizes, or the weights of ``config.init``."""
+def initial_network(config: LearnedTrainConfig) -> tuple[LicNet, dict[str, Any]]:
+    """A fresh network of the configured sizes, or the weights of ``config.init``; and the
+    lineage for the training record: for a fine-tune, the model it started from and that
+    model's own record, so a shipped model's file tells its whole training budget."""
     path = _init_path(config.init)
     if path is None:
         torch.manual_seed(config.seed)
-        return LicNet(config.arch())
-    return load_model(path)[0]
+        return LicNet(config.arch()), {"init": None}
+    net, info = load_model(path)
+    return net, {"init": path.name, "init_trained": info.trained}
 
 
 def _init_path(init: str) -> Path | None:
@@ -281,15 +284,6 @@ def _init_path(init: str) -> Path | None:
     return path
 
 
-def _lineage(init: str) -> dict[str, Any]:
-    """For a fine-tune, the model it started from and that model's own training record, so
-    a shipped model's file tells its whole training budget."""
-    path = _init_path(init)
-    if path is None:
-        return {"init": None}
-    return {"init": path.name, "init_trained": load_model(path)[1].trained}
-
-
 def _describe(loss: float, parts: dict[str, float]) -> str:
     text = f"loss {loss:.3f} bpp {parts['bpp']:.3f} psnr {parts['psnr']:.2f}"
     return text + (f" machine {parts['machine']:.3f}" if "machine" in parts else "")
@@ -302,6 +296,6 @@ def _summary(config: LearnedTrainConfig, images: int, wall: float,
             "crop": config.crop, "batch": config.batch, "lr": config.lr,
             "alpha": config.alpha, "machine": config.machine if config.alpha > 0 else None,
             "data": list(config.images), "images": images, "seed": config.seed,
-            "view_scale": config.view_scale, **_lineage(config.init),
+            "view_scale": config.view_scale,
             "taps": list(config.taps) if config.alpha > 0 else None,
             "final_loss": round(sum(tail) / max(len(tail), 1), 4)}
