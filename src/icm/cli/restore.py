@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -26,11 +25,11 @@ class DefaultCommandGroup(TyperGroup):
     """A group that runs ``DEFAULT_COMMAND`` when the first argument names no subcommand
     (``icm restore photo.png -o out.png``), and the subcommand when it does."""
 
-    def _wants_default(self, ctx: click.Context, args: list[str]) -> bool:
+    def _wants_default(self, ctx: typer.Context, args: list[str]) -> bool:
         return bool(args) and args[0] not in self.commands \
             and args[0] not in ctx.help_option_names
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         if self._wants_default(ctx, args):
             args = [DEFAULT_COMMAND, *args]
         return super().parse_args(ctx, args)
