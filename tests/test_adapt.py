@@ -353,7 +353,8 @@ def _gap_rows(values: dict[str, list[float]], reference: str) -> list[dict]:
         mark = REFERENCE_MARK if machine == reference else ""
         for image, value in enumerate(per_image):
             for point, bpp in (("jpeg@q5", 0.2), ("jpeg@q20", 0.5)):
-                rows.append({"image_sha": f"img{image}", "point": point, "codec": "jpeg",
+                rows.append({"image_sha": f"img{image}", "image_id": f"img{image}",
+                             "point": point, "codec": "jpeg",
                              "bpp": bpp, "machine": machine, "fingerprint": f"fp{mark}",
                              "created_at": 1.0, "primary_value": value})
     return rows

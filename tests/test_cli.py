@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from icm.cli.main import run
-from icm.image import load_image
+from icm.image import SAMPLE_PHOTOS, load_image
 from icm.metrics import psnr as psnr_of
 
 
@@ -176,6 +176,6 @@ def test_unknown_suffix_is_refused_for_decode(monkeypatch, capsys, tmp_path):
 def test_demo_runs_on_bundled_photos(monkeypatch, capsys):
     code, stdout, _ = icm(monkeypatch, capsys, "demo", "--codecs", "jpeg,webp", "--json")
     rows = json.loads(stdout)
-    assert code == 0 and len(rows) == 8
+    assert code == 0 and len(rows) == 2 * len(SAMPLE_PHOTOS)
     assert all(r["bpp"] <= 0.4 and r["psnr_db"] > 20 and 0 < r["ms_ssim"] <= 1 for r in rows)
     assert np.mean([r["bpp"] for r in rows]) > 0.3

@@ -59,7 +59,7 @@ def test_documents_have_exact_ascii_truth_and_modest_size(documents):
         assert d.text and d.text.isascii() and d.text == d.text.strip()
         lines = d.text.split("\n")
         assert all(line and line == line.strip() and "  " not in line for line in lines)
-        assert 14 <= d.font_size <= 48
+        assert 11 <= d.font_size <= 48
 
 
 def test_documents_cover_three_layouts_and_a_range_of_sizes(documents):
@@ -145,6 +145,67 @@ def test_limit_subset_and_kind_filters():
         dataset.subset(["samples/nope"])
     with pytest.raises(IcmError, match="at least 1"):
         dataset.limit(0)
+
+
+# -- views ------------------------------------------------------------------------------------
+
+
+def test_views_crop_each_photo_on_a_grid_and_keep_documents_whole():
+    from icm.image.datasets import VIEW_SIDE, Window
+
+    dataset = open_dataset("samples")
+    viewed = dataset.views(6)
+    photos = [i for i in viewed if i.kind == "photo"]
+    assert len(photos) == 6 * len(SAMPLE_PHOTOS)
+    assert [i for i in viewed if i.kind == "document"] == list(dataset.of_kind("document"))
+    astronaut = [i for i in photos if i.id.startswith("samples/astronaut#")]
+    whole = open_dataset("samples").images[0].load()
+    for image in astronaut:
+        window = Window.parse(image.id.rpartition("#")[2])
+        assert image.view == window and window.width == window.height == VIEW_SIDE
+        pixels = image.load()
+        assert np.array_equal(pixels, whole[window.top:window.top + VIEW_SIDE,
+                                            window.left:window.left + VIEW_SIDE])
+    corners = {(i.view.left, i.view.top) for i in astronaut}
+    assert (0, 0) in corners and (512 - VIEW_SIDE, 512 - VIEW_SIDE) in corners  # edge to edge
+    assert len({content_hash(i.load()) for i in photos}) == len(photos)
+    assert dataset.views(1) is dataset
+    with pytest.raises(IcmError, match="at least 1"):
+        dataset.views(0)
+
+
+def test_view_windows_fit_small_images_and_never_repeat():
+    from icm.image.datasets import view_windows
+
+    windows = view_windows(451, 300, 6, 224)
+    assert len(windows) == 6 and len(set(windows)) == 6
+    assert all(w.left + w.width <= 451 and w.top + w.height <= 300 for w in windows)
+    narrow = view_windows(100, 400, 6, 224)  # smaller than a view: shrink, one column
+    assert {(w.width, w.left) for w in narrow} == {(100, 0)}
+    assert len(view_windows(224, 224, 6, 224)) == 1  # no room for two distinct windows
+
+
+def test_an_image_rebuilds_from_its_id_and_groups_by_source_photo():
+    from icm.image.datasets import image_from_id, source_group, split_view_id
+
+    image = open_dataset("samples").views(6).degraded(["noise@0.5"]).images[3]
+    assert image.id.startswith("samples/astronaut#") and image.id.endswith("~noise@0.5")
+    rebuilt = image_from_id(image.id, image.kind, image.source)
+    assert rebuilt == image and np.array_equal(rebuilt.load(), image.load())
+    assert source_group(image.id) == "samples/astronaut"
+    assert source_group("kodim01.png~haze@0.3") == "kodim01.png"
+    assert source_group("photos/a#b.png") == "photos/a#b.png"  # a '#' in a file name
+    assert split_view_id("x.png#12x12+1+2")[1] is not None
+    assert split_view_id("x.png#12x12+1")[1] is None
+
+
+def test_a_view_that_does_not_fit_its_file_is_a_bad_image():
+    from icm.errors import BadImageError
+    from icm.image.datasets import Window, viewed_image
+
+    image = viewed_image(open_dataset("samples").images[1], Window(400, 0, 224, 224))
+    with pytest.raises(BadImageError, match="does not fit"):
+        image.load()
 
 
 # -- folders ----------------------------------------------------------------------------------

@@ -197,10 +197,27 @@ def test_classifier_fidelity(classifier, chelsea):
     first, second = classifier.predict([chelsea, chelsea])
     assert first == second  # deterministic, independent of batch position
     same = classifier.fidelity(first, second)
-    assert next(iter(same)) == classifier.primary == "top1"
-    assert same == {"top1": 1.0, "top5_overlap": 1.0, "kl": 0.0}
+    assert next(iter(same)) == classifier.primary == "prob_overlap"
+    assert same == {"prob_overlap": pytest.approx(1.0, abs=1e-4), "top1": 1.0, "top5_overlap": 1.0,
+                    "kl": 0.0}
     worse = classifier.fidelity(first, classifier.predict([jpeg_q1(chelsea)])[0])
     assert worse["top1"] == 0.0 and worse["top5_overlap"] < 1.0 and worse["kl"] > 0.5
+    assert 0.0 <= worse["prob_overlap"] < 0.7
+
+
+def test_probability_overlap_is_one_minus_total_variation():
+    from icm.machines.classify import classification_fidelity, classification_output
+
+    p = np.zeros(1000)
+    p[[1, 2, 3]] = [0.5, 0.3, 0.2]
+    q = np.zeros(1000)
+    q[[1, 2, 4]] = [0.2, 0.3, 0.5]
+    full = classification_fidelity(classification_output(p), classification_output(q))
+    assert full["prob_overlap"] == pytest.approx(0.2 + 0.3)  # 1 - TV, TV = 0.5
+    top5_only = [{k: v for k, v in classification_output(x).items() if k != "probs"}
+                 for x in (p, q)]
+    scores = classification_fidelity(*top5_only)
+    assert scores["prob_overlap"] == pytest.approx(0.5) and "kl" not in scores
 
 
 def test_classifier_accuracy_by_label(effnet, chelsea):

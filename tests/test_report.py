@@ -195,6 +195,17 @@ def test_markdown_has_each_machine_bd_stability_and_notes(report):
     assert "## Rate-PSNR" in markdown
 
 
+def test_the_first_screen_says_what_the_run_found_per_machine(report):
+    markdown = report.markdown.read_text()
+    found = _section(markdown, "## What this run found")
+    assert markdown.index("## What this run found") < markdown.index("## Run summary")
+    bullets = [line for line in found.splitlines() if line.startswith("- ")]
+    assert [line.split(" (")[0][2:] for line in bullets] == list(MACHINES)
+    assert all(re.search(r"webp needs \d+% fewer bits than jpeg", line)  # two images:
+               and line.endswith("(too few photos for an interval).")  # no interval
+               for line in bullets), bullets
+
+
 def test_html_is_self_contained(report):
     page = report.html.read_text()
     assert page.startswith("<!doctype html>")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from icm.errors import IcmError
+from icm.image.datasets import source_group
 from icm.machines.registry import ADAPTER_MARKER, REFERENCE_MARK
 from icm.metrics import BDWarning, bd_metric, bd_rate
 
@@ -41,7 +42,7 @@ class BDEntry:
     bd_rate: float | None
     bd_metric: float | None
     notes: list[str] = field(default_factory=list)
-    bd_rate_ci: tuple[float, float] | None = None  # 90% bootstrap interval over images
+    bd_rate_ci: tuple[float, float] | None = None  # 90% bootstrap interval by source photo
     bd_metric_ci: tuple[float, float] | None = None
 
 
@@ -83,6 +84,7 @@ class _Grid:
 
     points: list[str]
     codecs: list[str]
+    groups: list[str]  # each image's source photo (views and degradations share one)
     bpp: np.ndarray  # points x images
     fidelity: np.ndarray
     psnr: np.ndarray
@@ -104,7 +106,8 @@ class _Grid:
         for group in groups:
             known = [a for a in (_accuracy(row) for row in group) if a is not None]
             accuracy.append(float(np.mean(known)) if known else None)
-        return cls(points, [g[0]["codec"] for g in groups], matrix("bpp"),
+        sources = [source_group(row["image_id"]) for row in groups[0]] if groups else []
+        return cls(points, [g[0]["codec"] for g in groups], sources, matrix("bpp"),
                    matrix(f"fidelity:{metric}" if metric else "primary_value"), matrix("psnr"),
                    accuracy)
 
@@ -165,7 +168,7 @@ def bd_table(rows: list[dict[str, Any]], anchor: str, *, bootstrap: int = 200,
         grid = _Grid.of(rows, machine, metric)
         per_codec = grid.curves()
         base = per_codec.get(anchor)
-        samples = _resamples(grid.image_count, bootstrap, seed)
+        samples = _resamples(grid.groups, bootstrap, seed)
         resampled = [grid.curves(sample) for sample in samples]
         for codec, curve in per_codec.items():
             if codec == anchor:
@@ -182,11 +185,17 @@ def bd_table(rows: list[dict[str, Any]], anchor: str, *, bootstrap: int = 200,
     return table
 
 
-def _resamples(count: int, rounds: int, seed: int) -> list[np.ndarray]:
-    if rounds <= 0 or count < 3:
+def _resamples(groups: list[str], rounds: int, seed: int) -> list[np.ndarray]:
+    """Column indices of ``rounds`` bootstrap samples drawn by source photo: as many groups as
+    there are, with replacement, each bringing all its images (so views of one photo move
+    together). With one image per group this is the plain image bootstrap."""
+    labels = list(dict.fromkeys(groups))
+    if rounds <= 0 or len(labels) < 3:
         return []
+    members = [np.flatnonzero(np.asarray(groups) == label) for label in labels]
     generator = np.random.default_rng(seed)
-    return [generator.integers(0, count, count) for _ in range(rounds)]
+    return [np.concatenate([members[g] for g in generator.integers(0, len(labels), len(labels))])
+            for _ in range(rounds)]
 
 
 def _intervals(machine, codec, anchor, resampled):
@@ -289,6 +298,67 @@ def with_interval(value: float | None, interval: tuple[float, float] | None, fmt
     if interval is None:
         return fmt.format(value)
     return f"{fmt.format(value)} [{fmt.format(interval[0])}, {fmt.format(interval[1])}]"
+
+
+# -- what a run found, in words -------------------------------------------------------------
+
+
+def findings(rows: list[dict[str, Any]], anchor: str,
+             table: list[BDEntry] | None = None) -> dict[str, str]:
+    """One sentence per machine saying what the run found against the anchor, for the first
+    screen of the report and the terminal: the codec that saves the most bits at equal primary
+    fidelity with its 90% interval, then the others, and which ones these images cannot tell
+    apart from the anchor (an interval that spans 0)."""
+    table = bd_table(rows, anchor) if table is None else table
+    sentences = {}
+    for machine in machines_in(rows):
+        entries = [e for e in table if e.machine == machine]
+        grid = _Grid.of(rows, machine)
+        primary = current_rows(rows, machine)[0]["primary_name"]
+        sources = len(set(grid.groups))
+        scope = (f"{grid.image_count} images" if sources == grid.image_count
+                 else f"{grid.image_count} views of {sources} photos")
+        sentences[machine] = _finding(machine, primary, scope, anchor, entries)
+    return sentences
+
+
+def _finding(machine: str, primary: str, scope: str, anchor: str,
+             entries: list[BDEntry]) -> str:
+    head = f"{machine} ({primary}, {scope}): "
+    valued = sorted((e for e in entries if e.bd_rate is not None), key=lambda e: e.bd_rate)
+    if not valued:
+        return head + f"no BD-rate against {anchor} could be read (see the notes)."
+    unsure = all(e.bd_rate_ci is None for e in valued)  # too few photos to resample
+    clear = valued if unsure else [e for e in valued if e.bd_rate_ci is not None
+                                   and (e.bd_rate_ci[1] < 0 or e.bd_rate_ci[0] > 0)]
+    if not clear:
+        return head + (f"no codec differs from {anchor} beyond its 90% interval on these "
+                       "images.")
+    best, *others = clear
+    text = head + f"at equal fidelity, {_saving(best, anchor)}"
+    if others:
+        text += "; " + ", ".join(_saving(e) for e in others)
+    unclear = [e.codec for e in valued if e not in clear]
+    if unclear:
+        text += f"; {', '.join(unclear)} cannot be told apart from {anchor} here"
+    missing = [e.codec for e in entries if e.bd_rate is None]
+    if missing:
+        text += f"; no value for {', '.join(missing)}"
+    return text + (" (too few photos for an interval)." if unsure else ".")
+
+
+def _saving(entry: BDEntry, anchor: str | None = None) -> str:
+    """``hevc needs 42% [34, 50] fewer bits than jpeg``, or without an anchor the short
+    ``vvc 39% [27, 48] fewer`` (``more`` where the codec spends more)."""
+    direction = "fewer" if entry.bd_rate < 0 else "more"
+    amount = f"{abs(entry.bd_rate):.0f}%"
+    if entry.bd_rate_ci is not None:
+        low, high = sorted(abs(v) for v in entry.bd_rate_ci)
+        amount += f" [{low:.0f}, {high:.0f}]"
+    amount += f" {direction}"
+    if anchor is None:
+        return f"{entry.codec} {amount}"
+    return f"{entry.codec} needs {amount} bits than {anchor}"
 
 
 # -- the information / generalization gap ----------------------------------------------------
@@ -408,6 +478,7 @@ def recovered_share_interval(rows: list[dict[str, Any]], adapted: str, curves: s
     if ceiling is not None:
         keys &= ceiling.keys()
     images = sorted({sha for sha, _ in keys})
+    group_of = {sha: source_group(row["image_id"]) for (sha, _), row in plain.items()}
     index = {sha: i for i, sha in enumerate(images)}
     lost, recovered = np.zeros(len(images)), np.zeros(len(images))
     for key in keys:
@@ -418,6 +489,7 @@ def recovered_share_interval(rows: list[dict[str, Any]], adapted: str, curves: s
     if lost.sum() <= 0:
         return None
     shares = [recovered[s].sum() / lost[s].sum()
-              for s in _resamples(len(images), bootstrap, seed) if lost[s].sum() > 0]
+              for s in _resamples([group_of[sha] for sha in images], bootstrap, seed)
+              if lost[s].sum() > 0]
     low, high = np.percentile(shares, [5, 95]) if shares else (np.nan, np.nan)
     return float(recovered.sum() / lost.sum()), float(low), float(high)

@@ -20,6 +20,27 @@ from icm.recipe import recipe_for
 
 DEFAULT_CODECS = ("jpeg", "webp", "avif", "hevc", "vvc")
 DEFAULT_MACHINES = ("classify:efficientnet-lite0", "ocr:rapidocr", "detect:nanodet")
+#: The embedded default's levels. Each codec's own ladder suits photos at full size; these
+#: reach down to where small print breaks for OCR and up to where the classifier's output
+#: barely moves on 224 px views, so that every codec's curve shares most of its fidelity range
+#: with the anchor's for both machines (no BD value is read from curves that do not overlap).
+DEFAULT_LADDERS = {
+    "jpeg": ("q3", "q6", "q10", "q15", "q25", "q40", "q65"),
+    "webp": ("q0", "q4", "q10", "q20", "q35", "q55", "q75"),
+    "avif": ("q0", "q8", "q16", "q25", "q35", "q50", "q65"),
+    "hevc": ("qp51", "qp47", "qp43", "qp39", "qp35", "qp31", "qp27"),
+    "vvc": ("qp53", "qp49", "qp45", "qp41", "qp37", "qp33", "qp29"),
+}
+
+
+def default_codecs(levels: Sequence[str] = (), bpps: Sequence[float] = ()) -> tuple[str, ...]:
+    """The default codecs that work here: as the embedded default's points, or as bare names
+    when ``--levels`` or ``--bpp`` say what levels to run."""
+    available = [name for name in DEFAULT_CODECS
+                 if name in CODECS and CODECS[name].unavailable_reason() is None]
+    if levels or bpps:
+        return tuple(available)
+    return tuple(f"{name}@{level}" for name in available for level in DEFAULT_LADDERS[name])
 
 
 def expand_points(

@@ -38,6 +38,7 @@ from icm.bench.analysis import (
     bd_table,
     current_rows,
     curves,
+    findings,
     gap_table,
     is_reference_row,
     machines_in,
@@ -216,6 +217,7 @@ Block = Heading | Para | Bullets | Table | Figure | Link
 # -- the document ----------------------------------------------------------------------------
 def _document(run: _RunData, out: _Output, anchor: str, worst: int, exports: _Exports):
     blocks: list[Block] = [Heading(1, f"icm report: {run.folder.resolve().name}")]
+    blocks += _findings(run, anchor)
     blocks += _summary(run, anchor)
     if not run.results:
         blocks.append(
@@ -235,6 +237,18 @@ def _document(run: _RunData, out: _Output, anchor: str, worst: int, exports: _Ex
     blocks += _notes_section(run, crops.problems + exports.problems)
     blocks += _exports_section(exports)
     return blocks
+
+
+def _findings(run: _RunData, anchor: str) -> list[Block]:
+    """The first screen: what the run found, one sentence per machine."""
+    if not run.results:
+        return []
+    sentences = findings(run.results, anchor)
+    return [Heading(2, "What this run found"),
+            Bullets(tuple(sentences.values())),
+            Para(f"BD-rate against {anchor} at equal primary fidelity, with 90% intervals "
+                 "(bootstrap over source photos); each machine's section below has the "
+                 "curves, the full table and the notes.")]
 
 
 def _summary(run: _RunData, anchor: str) -> list[Block]:
@@ -326,8 +340,9 @@ def _machine_section(run, out, machine, slug, anchor, worst, colours, crops) -> 
 _BD_LEGEND = (
     "BD-rate: percent bits spent at equal machine fidelity relative to the anchor; negative "
     "is better (-30 % saves 30 % of the bits). BD-metric: primary fidelity gained at equal "
-    "bits; positive is better. [low, high]: 90% bootstrap interval over the images; an "
-    "interval that spans 0 means these images cannot tell the two codecs apart. n/a: the "
+    "bits; positive is better. [low, high]: 90% bootstrap interval over the source photos "
+    "(the views of one photo are drawn together); an interval that spans 0 means these "
+    "images cannot tell the two codecs apart. n/a: the "
     "curves do not support an honest value (reason given)."
 )
 
@@ -633,18 +648,15 @@ class _Crops:
 
 def _load_pristine(run: _RunData, image_sha: str) -> np.ndarray:
     """Reload an image from its ``images.source`` and check it is the benchmarked one; a
-    degraded image is rebuilt from its id and shown by its clean reference, which is what
-    its rows were scored against."""
-    from icm.image.datasets import DatasetImage, content_hash, degraded_image, split_degraded_id
+    view or a degraded image is rebuilt from its id, and a degraded one is shown by its clean
+    reference, which is what its rows were scored against."""
+    from icm.image.datasets import content_hash, image_from_id
 
     row = run.images.get(image_sha)
     if row is None:
         raise _CropSkipped("image not in the images table")
     source = row["source"]
-    base_id, degradation = split_degraded_id(row["image_id"])
-    image = DatasetImage(base_id, row["kind"], source)
-    if degradation is not None:
-        image = degraded_image(image, degradation)
+    image = image_from_id(row["image_id"], row["kind"], source)
     try:
         reference = image.reference(run.max_pixels())
         pixels = image.degrade(reference)

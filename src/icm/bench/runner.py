@@ -27,14 +27,16 @@ from icm.bench.worker import (
 )
 from icm.errors import BadImageError, IcmError
 from icm.image import DEFAULT_MAX_PIXELS
-from icm.image.datasets import Dataset, content_hash, open_dataset
+from icm.image.datasets import SAMPLES, Dataset, content_hash, open_dataset
 
 Progress = Callable[[str, int, int], None]  # (stage, done rows, total rows)
+DEFAULT_VIEWS = 6  # crops per bundled photo in the embedded default
 
 
 @dataclass
 class BenchConfig:
     images: str = "samples"
+    views: int = 0  # crops per photo (Dataset.views); 0 = DEFAULT_VIEWS for samples, else 1
     degrade: tuple[str, ...] = ()  # each image once per degradation (haze@0.3, clean)
     codecs: tuple[str, ...] = ()
     levels: tuple[str, ...] = ()
@@ -72,6 +74,14 @@ class BenchOutcome:
         return 0.0 if capacity == 0 else max(0.0, 1 - self.work_s / capacity)
 
 
+def views_for(images: str, views: int) -> int:
+    """Views per photo: as asked, or by default ``DEFAULT_VIEWS`` for the embedded samples
+    (five photos are too few for an interval) and the whole photo for a user's dataset."""
+    if views:
+        return views
+    return DEFAULT_VIEWS if str(images) == SAMPLES else 1
+
+
 def ledger_path(out: Path) -> Path:
     return Path(out) / "ledger.sqlite"
 
@@ -84,7 +94,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOut
     executor_class = get_executor(config.executor)  # an unknown name fails before any work
     points = expand_points(config.codecs, config.levels, config.bpp)
     machines = load_machines(config.machines or default_machines())
-    dataset = open_dataset(config.images)
+    dataset = open_dataset(config.images).views(views_for(config.images, config.views))
     if config.limit:
         dataset = dataset.limit(config.limit)
     dataset = dataset.degraded(config.degrade)

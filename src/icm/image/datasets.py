@@ -18,6 +18,11 @@ the images, since that would decode every image twice; a truncated or corrupt fi
 :class:`~icm.errors.BadImageError` from :meth:`DatasetImage.load`, which the benchmark catches,
 notes and goes on. Listed files that are missing are noted in ``skipped`` the same way; only a
 dataset with nothing usable in it at all is an :class:`~icm.errors.IcmError`.
+
+**Views.** A photo can be read as several square crops (:meth:`Dataset.views`), so a handful of
+photos gives enough images for an interval to mean something. A view's id carries its window
+(``chelsea#224x224+0+76``), which rebuilds it exactly; views of one photo are not independent
+draws, so intervals resample whole source photos (:func:`source_group`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,6 +53,8 @@ DOCUMENT = "document"
 KINDS = (PHOTO, DOCUMENT)
 CLEAN = "clean"  # in a list of degradations: the image as it is
 DEGRADED_MARK = "~"  # between an image's id and its degradation (kodim01.png~haze@0.3)
+VIEW_MARK = "#"  # between a photo's id and a view's window (kodim01.png#224x224+0+76)
+VIEW_SIDE = 224  # the input side of the common ImageNet classifiers and CLIP ViT-B models
 SAMPLES = "samples"  # the spec naming the embedded dataset; "./samples" names a folder
 LIST_SUFFIXES = (".txt", ".lst")
 _SAMPLE_SOURCE = "samples:"
@@ -74,6 +82,55 @@ def content_hash(image: np.ndarray) -> str:
 
 
 @dataclass(frozen=True)
+class Window:
+    """A crop rectangle in pixels, written ``WxH+LEFT+TOP`` (X11 geometry) in view ids."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}+{self.left}+{self.top}"
+
+    @classmethod
+    def parse(cls, text: str) -> Window | None:
+        """The window ``text`` writes, or None when it is not one."""
+        size, plus, offsets = text.partition("+")
+        width, times, height = size.partition("x")
+        left, plus2, top = offsets.partition("+")
+        numbers = (width, height, left, top)
+        if not (plus and times and plus2) or not all(n.isdigit() for n in numbers):
+            return None
+        return cls(int(left), int(top), int(width), int(height))
+
+    def crop(self, pixels: np.ndarray, source: str) -> np.ndarray:
+        height, width = pixels.shape[:2]
+        if self.left + self.width > width or self.top + self.height > height:
+            raise BadImageError(f"view {self} does not fit in a {width}x{height} image",
+                                source)
+        return np.ascontiguousarray(
+            pixels[self.top:self.top + self.height, self.left:self.left + self.width])
+
+
+def view_windows(width: int, height: int, count: int, side: int = VIEW_SIDE) -> list[Window]:
+    """``count`` square windows of ``side`` px (less if the image is smaller) on an even grid.
+
+    The grid has about as many columns per row as the image's aspect ratio asks for, and its
+    windows span the image edge to edge, overlapping where the image is too small for them to
+    sit apart; a grid with spare cells keeps the first ``count`` in reading order. An image
+    with no room for that many distinct windows (as wide as a window, say) gives fewer.
+    """
+    side = min(side, width, height)
+    columns = max(1, math.ceil(math.sqrt(count * width / height)))
+    rows = math.ceil(count / columns)
+    lefts = np.linspace(0, width - side, columns).round().astype(int)
+    tops = np.linspace(0, height - side, rows).round().astype(int)
+    windows = [Window(int(left), int(top), side, side) for top in tops for left in lefts]
+    return list(dict.fromkeys(windows[:count]))
+
+
+@dataclass(frozen=True)
 class DatasetImage:
     """One image of a dataset, not yet decoded: cheap to list, pickle and send to a worker.
 
@@ -87,6 +144,8 @@ class DatasetImage:
     truth: Truth | None = None
     #: synthetic camera damage (``icm.degrade``) applied on load; the file stays the reference
     degradation: DegradationRecord | None = None
+    #: the crop of the file this image is (``Dataset.views``); None: the whole file
+    view: Window | None = None
 
     def load(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         """The pixels as ``(H, W, 3)`` uint8 (degraded, for a degraded image);
@@ -97,8 +156,10 @@ class DatasetImage:
         """The clean pixels that quality and machine fidelity are measured against: the
         file's content (the same as :meth:`load` for an image with no degradation)."""
         if self.source.startswith(_SAMPLE_SOURCE):
-            return _load_sample(self.source, max_pixels)
-        return load_image(self.source, max_pixels)
+            pixels = _load_sample(self.source, max_pixels)
+        else:
+            pixels = load_image(self.source, max_pixels)
+        return pixels if self.view is None else self.view.crop(pixels, self.source)
 
     def degrade(self, reference: np.ndarray) -> np.ndarray:
         """``reference`` with this image's degradation applied (itself when there is none)."""
@@ -149,6 +210,29 @@ class Dataset:
             )
         return replace(self, images=[image for image in self.images if image.id in wanted])
 
+    def views(self, count: int, side: int = VIEW_SIDE) -> Dataset:
+        """Every photo as ``count`` square crops of ``side`` px (:func:`view_windows`), ids
+        suffixed ``#WxH+LEFT+TOP``; documents stay whole (a crop would cut their text, and
+        their truth with it). ``count`` 1 keeps the dataset as it is."""
+        if count < 1:
+            raise IcmError(f"the number of views must be at least 1, not {count}", self.name)
+        if count == 1:
+            return self
+        images: list[DatasetImage] = []
+        skipped = list(self.skipped)
+        for image in self.images:
+            if image.kind != PHOTO:
+                images.append(image)
+                continue
+            try:
+                height, width = image.reference(self.max_pixels).shape[:2]
+            except BadImageError as exc:
+                skipped.append(str(exc))
+                continue
+            images += [viewed_image(image, window)
+                       for window in view_windows(width, height, count, side)]
+        return replace(self, images=images, skipped=skipped)
+
     def degraded(self, specs: Sequence[str]) -> Dataset:
         """Every image once per spec (``haze@0.3``; ``clean`` keeps the image as it is), ids
         suffixed ``~haze@0.3`` (see :func:`degraded_image`)."""
@@ -198,6 +282,40 @@ def degraded_image(image: DatasetImage, record: DegradationRecord) -> DatasetIma
     seed = zlib.crc32(image.id.encode()) & 0x7FFFFFFF
     return replace(image, id=f"{image.id}{DEGRADED_MARK}{record}",
                    degradation=replace(record, seed=seed))
+
+
+def viewed_image(image: DatasetImage, window: Window) -> DatasetImage:
+    """``image`` cropped to ``window`` on load, its id suffixed ``#WxH+LEFT+TOP``."""
+    return replace(image, id=f"{image.id}{VIEW_MARK}{window}", view=window)
+
+
+def split_view_id(image_id: str) -> tuple[str, Window | None]:
+    """``'kodim01.png#224x224+0+76'`` -> ``('kodim01.png', 224x224+0+76)``; other ids (a file
+    whose own name holds a '#') -> ``(id, None)``."""
+    base, mark, text = image_id.rpartition(VIEW_MARK)
+    window = Window.parse(text) if mark else None
+    return (base, window) if window is not None else (image_id, None)
+
+
+def source_group(image_id: str) -> str:
+    """The source photo an image was made from: the id less its degradation and its view.
+
+    Views and degradations of one photo share its content, so a bootstrap over images must
+    draw whole groups: counting each view as an independent image would make intervals too
+    narrow.
+    """
+    return split_view_id(split_degraded_id(image_id)[0])[0]
+
+
+def image_from_id(image_id: str, kind: str, source: str) -> DatasetImage:
+    """Rebuild a listed image from what the ledger keeps (id, kind, source): its view and its
+    degradation are both written in the id."""
+    base_id, degradation = split_degraded_id(image_id)
+    file_id, window = split_view_id(base_id)
+    image = DatasetImage(file_id, kind, source)
+    if window is not None:
+        image = viewed_image(image, window)
+    return image if degradation is None else degraded_image(image, degradation)
 
 
 def split_degraded_id(image_id: str) -> tuple[str, DegradationRecord | None]:

@@ -1,7 +1,7 @@
 """Rendered text documents with exact ground truth: what OCR machines are benchmarked on.
 
 Photos carry no text to check a reader against, so the embedded dataset adds documents drawn
-here: receipts, signs and paragraphs at font sizes from 14 px (small print that compression
+here: receipts, signs and paragraphs at font sizes from 11 px (small print that compression
 smears first) to 48 px (a sign read from across a room). Because the text is drawn rather than
 scanned, the truth is exact: ``text`` is the document's lines joined by ``"\\n"``, each line as
 an OCR engine should read it (a receipt's item and its right-aligned price become
@@ -122,6 +122,36 @@ _RECEIPTS = (
         2000,
         "Keep this receipt for returns",
     ),
+    _Receipt(
+        "doc-receipt-4",
+        12,
+        ("GREEN LEAF PHARMACY", "3 Mill Lane, York", "2024-01-09 17:52"),
+        (
+            ("Hand cream", 450),
+            ("Plasters 20 pack", 199),
+            ("Vitamin C tablets", 385),
+            ("Toothpaste", 275),
+            ("Cough syrup", 560),
+            ("Cotton pads", 130),
+            ("Sun cream SPF 30", 799),
+        ),
+        None,
+        "Ask us about repeat prescriptions",
+    ),
+    _Receipt(
+        "doc-receipt-5",
+        11,
+        ("NORTH STAR BOOKS", "Order 48213", "2023-08-30 11:16"),
+        (
+            ("Field guide to birds", 1299),
+            ("Pocket atlas", 850),
+            ("Notebook A5", 425),
+            ("Pencils 12 pack", 340),
+            ("Postcards 5 pack", 250),
+        ),
+        4000,
+        "Books make good friends",
+    ),
 )
 
 _SIGNS = (
@@ -154,6 +184,23 @@ _PARAGRAPHS = (
         720,
         "Trains to the coast leave every hour from platform four. Please keep your ticket "
         "until the end of your journey.",
+    ),
+    _Paragraph(
+        "doc-paragraph-4",
+        12,
+        440,
+        "To reset the heating timer, hold the mode button for five seconds until the display "
+        "flashes. Use the arrow keys to choose the hour and press mode again to confirm. The "
+        "boiler keeps its settings during a power cut for up to two days, after which the "
+        "clock returns to midnight and must be set once more.",
+    ),
+    _Paragraph(
+        "doc-paragraph-5",
+        11,
+        400,
+        "Volunteers meet at the village hall on Saturday at nine to clear the footpath along "
+        "the river. Bring gloves, sturdy boots and a flask of tea. Tools and lunch are "
+        "provided, and the work ends by three whatever the weather.",
     ),
 )
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle")
+#: scikit-image's loader for each, where the name differs (the left frame of a stereo pair)
+_LOADERS = {"motorcycle": ("stereo_motorcycle", 0)}
 
 
 def sample_photo(name: str) -> np.ndarray:
@@ -17,7 +19,11 @@ def sample_photo(name: str) -> np.ndarray:
         raise KeyError(f"unknown sample {name!r}; choose from {', '.join(SAMPLE_PHOTOS)}")
     from skimage import data
 
-    return np.ascontiguousarray(getattr(data, name)()[..., :3], dtype=np.uint8)
+    loader, frame = _LOADERS.get(name, (name, None))
+    pixels = getattr(data, loader)()
+    if frame is not None:
+        pixels = pixels[frame]
+    return np.ascontiguousarray(pixels[..., :3], dtype=np.uint8)
 
 
 def sample_photos() -> dict[str, np.ndarray]:
