@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from icm import __version__
 from icm.errors import IcmError
@@ -26,8 +27,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+# No markup on the shared consoles: messages, paths and install hints hold square brackets
+# (pip install 'icm[jpegli]') that rich markup would swallow. Style goes in Text objects.
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 MaxPixels = Annotated[
@@ -40,7 +43,7 @@ def run() -> None:
     try:
         app()
     except IcmError as exc:
-        err.print(f"[bold red]icm: error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(Text.assemble(("icm: error:", "bold red"), f" {exc}"), soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("icm: interrupted")
@@ -63,7 +66,7 @@ def _main(
 @app.command("codecs")
 def codecs_command(as_json: JsonFlag = False) -> None:
     """List codec families, their level knob, library versions and availability."""
-    from icm.cli.views import codec_rows
+    from icm.cli.views import codec_rows, status_cell
 
     rows = codec_rows()
     if as_json:
@@ -73,9 +76,8 @@ def codecs_command(as_json: JsonFlag = False) -> None:
     for column in ("codec", "levels", "file", "library", "status"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        status = "[green]ok[/]" if row["available"] else f"[red]unavailable:[/] {row['reason']}"
         library = row["library_version"] or row["library"]
-        table.add_row(row["codec"], row["levels"], row["raw_suffix"], library, status)
+        table.add_row(row["codec"], row["levels"], row["raw_suffix"], library, status_cell(row))
     out.print(table)
 
 

@@ -18,6 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from icm.codecs import CODECS, CodecPoint, get_codec
 from icm.coding import ICM_SUFFIX, encode_file, encode_image
@@ -46,6 +47,19 @@ def codec_rows() -> list[dict[str, Any]]:
     return rows
 
 
+def status_cell(row: dict[str, Any]) -> Text:
+    """A codec or machine row's status: ok, or the reason and install hint, verbatim (a Text,
+    so brackets as in pip install 'icm[jpegli]' are never read as markup)."""
+    if row["available"]:
+        return Text("ok", style="green")
+    return Text.assemble(("unavailable:", "red"), f" {row['reason']}")
+
+
+def skipped_line(problem: object) -> Text:
+    """``icm: skipped: <problem>``, the problem verbatim."""
+    return Text.assemble(("icm: skipped:", "yellow"), f" {problem}")
+
+
 def parse_options(pairs: list[str]) -> dict[str, str]:
     options = {}
     for pair in pairs:
@@ -64,7 +78,7 @@ def encode_one(source, output, point, raw, max_pixels, options, as_json, console
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
         return
-    console.print(_encode_line(result), highlight=False)
+    console.print(_encode_line(result), highlight=False, markup=False)
 
 
 def _encode_line(result) -> str:
@@ -105,14 +119,14 @@ def encode_many(source, output, point, raw, max_pixels, options, as_json, out, e
                                            max_pixels=max_pixels, **options))
             except IcmError as exc:
                 failures.append(str(exc))
-                progress.console.print(f"[yellow]icm: skipped:[/] {exc}", highlight=False)
+                progress.console.print(skipped_line(exc))
             progress.advance(task)
     if as_json:
         payload = {"results": [r.to_json() for r in results], "skipped": failures}
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     else:
         for result in results:
-            out.print(_encode_line(result), highlight=False)
+            out.print(_encode_line(result), highlight=False, markup=False)
         total_bytes = sum(r.written_bytes for r in results)
         out.print(f"{len(results)} encoded, {len(failures)} skipped, {total_bytes} bytes in all")
     return 2 if failures else 0
@@ -121,7 +135,7 @@ def encode_many(source, output, point, raw, max_pixels, options, as_json, out, e
 def progress_bar(console: Console, disable: bool = False) -> Progress:
     """The one progress bar style: description, bar, n/total, elapsed, ETA."""
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),  # names hold [ ]
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -196,7 +210,7 @@ def demo_table(rows: list[dict[str, Any]], bpp: float) -> Table:
                          else "right")
     for row in rows:
         if "error" in row:
-            table.add_row(row["codec"], row["image"], "-", "-", "-", "-", row["error"])
+            table.add_row(row["codec"], row["image"], "-", "-", "-", "-", Text(row["error"]))
             continue
         table.add_row(
             row["codec"], row["image"], row["point"].split("@")[1], f"{row['bpp']:.3f}",
