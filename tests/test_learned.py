@@ -334,7 +334,7 @@ def test_cli_trains_resumes_and_evaluates(monkeypatch, capsys, tmp_path):
 def compressai_checkpoint(tmp_path_factory):
     """A randomly initialised bmshj2018-hyperprior q3 saved as a local checkpoint (no
     pretrained weights are reachable offline)."""
-    pytest.importorskip("compressai", reason="CompressAI is optional (README: Learned codecs)")
+    pytest.importorskip("compressai", reason="CompressAI is optional (docs/learned.md)")
     from icm.learned.compressai_zoo import _zoo_module
 
     torch.manual_seed(0)

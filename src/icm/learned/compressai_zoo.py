@@ -14,7 +14,7 @@ gives the same pixels on every run on a CPU.
 
 CompressAI is optional (the ``learned`` extra does not pull it: its wheel pins numpy<2, which
 this package does not need). It works with numpy 2 installed without its dependencies; the
-README's "Learned codecs" section gives the command.
+"Learned codecs" in docs/learned.md gives the command.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ ZOO = {"bmshj2018-factorized": 8, "bmshj2018-hyperprior": 8, "mbt2018-mean": 8,
 VERSION = 1
 _HEADER = struct.Struct("<BBHH4s")
 INSTALL_HINT = ("pip install --no-deps compressai==1.2.8 einops pytorch-msssim torch-geometric "
-                "xxhash psutil pandas (see the README, Learned codecs)")
+                "xxhash psutil pandas (see docs/learned.md)")
 
 
 class CompressAICodec(Codec):

@@ -26,7 +26,7 @@ class MachineFeatures:
     ``taps`` are block indices (0-15) and :data:`LITE0_HEAD`. Shallow taps alone can be matched
     while the head is not: a codec tuned on blocks 2, 4 and 10 may keep them as close as HEVC
     does and still move the head, and with it the class scores, nearly four times as far.
-    (Training on the deep taps too did not close that at a CPU budget: see the README.)
+    (Training on the deep taps too did not close that at a CPU budget: see docs/learned.md.)
     """
 
     def __init__(self, machine: str, taps: tuple[int, ...] = LITE0_TAPS) -> None:
