@@ -103,6 +103,37 @@ def test_the_declared_table_reads_extras():
     assert "detect" in declared["ncnn"]
 
 
+def install_hints() -> dict[str, str]:
+    """Every install hint icm can print, by what it is for."""
+    from icm.bench.executors.ray import INSTALL_HINT as RAY
+    from icm.codecs import CODECS
+    from icm.importance.registry import PROVIDERS
+    from icm.machines import MACHINES
+    from icm.metrics.noreference import INSTALL_HINT as QUALITY
+
+    hints = {f"codec {name}": cls.install_hint for name, cls in CODECS.items()}
+    hints |= {f"machine {name}": cls.install_hint for name, cls in MACHINES.items()}
+    hints |= {f"importance {name}": cls.install_hint for name, cls in PROVIDERS.items()
+              if getattr(cls, "install_hint", None)}
+    return hints | {"executor ray": RAY, "metric brisque": QUALITY}
+
+
+def test_install_hints_name_extras_that_exist():
+    """A hint says `pip install 'icm[extra]'` for what an extra brings, so the install gets
+    the extra's pins too; the extra must be one pyproject.toml declares."""
+    extras = set(metadata.metadata("icm").get_all("Provides-Extra") or [])
+    hints = install_hints()
+    named = {what: re.findall(r"icm\[([a-z0-9,-]+)\]", hint) for what, hint in hints.items()}
+    unknown = {what: found for what, found in named.items()
+               if any(extra not in extras for group in found for extra in group.split(","))}
+    assert not unknown, f"hints name extras pyproject.toml does not declare: {unknown}"
+    optional = ("machine clip", "machine vlm", "machine detect", "machine ocr",
+                "machine classify", "codec jpegli", "codec icm-lic", "executor ray",
+                "metric brisque", "importance text", "importance sensitivity")
+    assert all(named[what] for what in optional), {w: hints[w] for w in optional
+                                                   if not named[w]}
+
+
 # A fresh interpreter in which only the core's dependencies (and theirs) can be imported:
 # every other installed distribution is hidden, as on a machine with a plain `pip install icm`.
 _CORE_ONLY = r"""

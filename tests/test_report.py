@@ -271,6 +271,17 @@ def test_a_folder_without_a_ledger_is_an_icm_error(tmp_path):
     assert not ledger_path(tmp_path).exists()  # reporting must not create a ledger
 
 
+def test_a_report_without_matplotlib_is_a_one_line_error_naming_the_extra(run_dir, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    with pytest.raises(IcmError, match=r"matplotlib, which is not installed: "
+                                       r"pip install 'icm\[bench\]'"):
+        write_report(run_dir)
+
+
 def test_an_empty_ledger_still_gets_a_report(tmp_path):
     with Ledger(ledger_path(tmp_path)) as ledger:
         ledger.note("samples", "no readable images")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import importlib.util
 import io
 import json
 import re
@@ -89,6 +90,7 @@ def write_report(run_dir: Path, *, anchor: str = "jpeg", worst: int = 4) -> Repo
     path = ledger_path(run_dir)
     if not path.is_file():  # Ledger() would create an empty one; a report must not
         raise IcmError("no ledger here: run icm bench first", run_dir)
+    require_plotting(run_dir)
     with Ledger(path) as ledger:
         run = _RunData.read(ledger, run_dir)
     out = _Output(run_dir / "report")
@@ -109,6 +111,13 @@ def write_report(run_dir: Path, *, anchor: str = "jpeg", worst: int = 4) -> Repo
         psnr_plot=out.psnr_plot,
         crops=tuple(out.crops.values()),
     )
+
+
+def require_plotting(run_dir: Path) -> None:
+    """A one-line error, before any work, where matplotlib (the bench extra) is missing."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise IcmError("the report draws its plots with matplotlib, which is not installed: "
+                       "pip install 'icm[bench]' (or run icm bench --no-report)", run_dir)
 
 
 # -- what the ledger holds ------------------------------------------------------------------
@@ -789,7 +798,8 @@ def _write_exports(run: _RunData, out: _Output) -> _Exports:
         return _Exports(
             csv_path,
             None,
-            ["pyarrow is not installed, so ledger.parquet was not written (pip install pyarrow)"],
+            ["pyarrow is not installed, so ledger.parquet was not written "
+             "(pip install 'icm[bench]')"],
         )
     return _Exports(csv_path, out.write("ledger.parquet", data), [])
 

@@ -95,6 +95,10 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
             anchor=anchor, out=run_dir, workers=workers, limit=limit, degrade=_split(degrade),
             executor=executor, address=address, actors=actors,
         )
+        if report:  # before the run, not after its minutes of work
+            from icm.bench.report import require_plotting
+
+            require_plotting(run_dir)
         with progress_bar(err, disable=as_json) as progress:
             show = stage_reporter(progress)
 

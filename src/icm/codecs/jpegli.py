@@ -25,7 +25,7 @@ class JpegliCodec(Codec):
     ladder = ("q5", "q15", "q30", "q50", "q70", "q85")
     library = "jpegli (pyjpegli)"
     summary = "JPEG from libjxl's jpegli encoder (standard JPEG files)"
-    install_hint = "pip install pyjpegli (or pip install 'icm[jpegli]')"
+    install_hint = "pip install 'icm[jpegli]'"
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

@@ -60,7 +60,7 @@ class IcmLicCodec(Codec):
     ladder = ("q1", "q2", "q3", "q4", "q5", "q6", "q7")  # about 0.3 .. 1.6 bpp on Kodak
     library = "icm-lic (torch + constriction rANS)"
     summary = "our learned codec: mean-scale hyperprior, gain units, spatial quality map"
-    install_hint = "pip install -e '.[learned]'"
+    install_hint = "pip install 'icm[learned]'"
     options = {"weights": Option("", help="an icm-lic model file (default: the shipped one)")}
     pad_multiple = LATENT_STRIDE
     supports_delta_qp = True

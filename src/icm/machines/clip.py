@@ -132,7 +132,7 @@ class ClipMachine(Machine):
     primary = "cosine"
     kinds = frozenset({"photo"})
     summary = "open_clip image embedding, zero-shot labels, caption retrieval"
-    install_hint = "CLIP needs open_clip: pip install open_clip_torch"
+    install_hint = "CLIP needs open_clip: pip install 'icm[clip]'"
     default_batch = 16
     text_batch: ClassVar[int] = 256
 

@@ -187,7 +187,7 @@ class NanoDetMachine(Machine):
     primary = "map50"
     kinds = frozenset({"photo"})
     summary = "COCO-80 detection mAP@0.5 against the pristine detections (NanoDet-m, ncnn)"
-    install_hint = "pip install ncnn and put nanodet_m.param/.bin in $ICM_MODELS_DIR/ncnn"
+    install_hint = "pip install 'icm[detect]' and put nanodet_m.param/.bin in $ICM_MODELS_DIR/ncnn"
     default_batch = 16
 
     stem = "nanodet_m"

@@ -258,8 +258,8 @@ class OcrMachine(Machine):
     kinds = frozenset({"document"})
     summary = "text agreement (1 - CER) and accuracy against rendered text (PP-OCRv4, Tesseract)"
     install_hint = (
-        "rapidocr: pip install rapidocr_onnxruntime==1.4.4; tesseract: "
-        "apt-get install tesseract-ocr tesseract-ocr-eng and pip install pytesseract"
+        "rapidocr: pip install 'icm[bench]'; tesseract: pip install 'icm[tesseract]' and "
+        "apt-get install tesseract-ocr tesseract-ocr-eng"
     )
     default_batch = 4
 

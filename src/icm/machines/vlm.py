@@ -75,7 +75,7 @@ class VlmMachine(Machine):
     wants_gpu = True
     primary = "token_f1"
     summary = "image-text-to-text model answering a fixed prompt set (greedy)"
-    install_hint = "VLMs need transformers: pip install transformers"
+    install_hint = "VLMs need transformers: pip install 'icm[vlm]'"
     default_batch = 4
 
     def __init__(

@@ -52,7 +52,7 @@ LIMIT_TYPE = "max"
 class TextProvider(ImportanceProvider):
     name = "text"
     summary = "OCR text probability (RapidOCR PP-OCRv4 DBNet), unclipped to whole lines"
-    install_hint = "pip install rapidocr_onnxruntime==1.4.4"
+    install_hint = "pip install 'icm[bench]' (RapidOCR's text detector)"
 
     def __init__(self, argument: str | None = None) -> None:
         super().__init__(argument)
