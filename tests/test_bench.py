@@ -298,6 +298,15 @@ def test_bd_intervals_resample_whole_photos_not_their_views():
     assert grouped[1] - grouped[0] > 1.5 * (independent[1] - independent[0])
 
 
+def test_a_single_point_curve_says_so_instead_of_saturation():
+    from icm.bench.analysis import bd_table
+
+    rows = [row for row in _view_rows(4, 2, 0.01) if row["point"].endswith("@2")]
+    entry = bd_table(rows, "jpeg")[0]
+    assert entry.bd_rate is None
+    assert entry.notes == ["a curve has a single point: no BD value (run two levels or more)"]
+
+
 def test_findings_say_what_the_run_found_in_one_sentence_per_machine():
     from icm.bench.analysis import findings
 

@@ -238,6 +238,9 @@ def _bd_entry(machine, codec, anchor, base, curve) -> BDEntry:
         if len(fronts[name]) < len(points):
             pareto_notes.append(f"{name} curve not monotonic: BD uses its Pareto front "
                                 f"({len(fronts[name])} of {len(points)} points)")
+    if min(len(points) for points in (base, curve)) < 2:
+        entry.notes.append("a curve has a single point: no BD value (run two levels or more)")
+        return entry
     if min(len(front) for front in fronts.values()) < 2:
         entry.notes.append("fewer than 2 points on a Pareto front (fidelity saturated): "
                            "no BD value")
