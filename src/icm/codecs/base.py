@@ -237,7 +237,8 @@ class Codec(ABC):
     def _check_delta_qp(self, delta_qp: np.ndarray, options: Mapping[str, Any]) -> np.ndarray:
         if not self.takes_delta_qp(options):
             raise UnknownCodecError(
-                f"{self.name} does not take a delta-QP map (hevc-kvazaar, hevc-crf, avc-crf do)"
+                f"{self.name} does not take a delta-QP map "
+                "(jpeg, hevc-kvazaar, hevc-crf, avc-crf do)"
             )
         grid = np.asarray(delta_qp)
         if grid.ndim != 2 or grid.size == 0 or not np.issubdtype(grid.dtype, np.integer):
