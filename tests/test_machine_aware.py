@@ -131,13 +131,16 @@ def test_encode_for_a_machine_and_decode_json_returns_tags(monkeypatch, capsys, 
                           "--for", "classify", "--tags", "2", "-o", out, "--json")
     assert code == 0, stdout
     record = json.loads(stdout)
-    assert record["importance"]["provider"] == "sensitivity=classify:efficientnet-lite0"
-    assert record["applier"] == {"kind": "delta-qp", "strength": 3.0}
+    assert record["importance"]["provider"] == "for=classify:efficientnet-lite0"
+    assert record["allocation"]["weights"] == "fisher8"
+    assert record["applier"]["kind"] == "delta-qp"
     assert record["bytes"] == out.stat().st_size
     code, stdout, _ = icm(monkeypatch, capsys, "decode", out, "--json")
     decoded = json.loads(stdout)
     assert len(decoded["tags"]["ids"]) == 2 and len(decoded["tags"]["labels"]) == 2
     assert (decoded["width"], decoded["height"]) == (192, 128)
+    code, stdout, _ = icm(monkeypatch, capsys, "info", out, "--json")
+    assert json.loads(stdout)["recipe"] == "for=classify:efficientnet-lite0"
 
 
 def test_machine_tools_from_flags():

@@ -127,7 +127,8 @@ def encode_image(
     """
     codec = get_codec(point.codec)
     recipe = recipe_for(point.tools)
-    prepared = recipe.prepare(image, codec, options) if recipe else Prepared(image, options)
+    prepared = (recipe.prepare(image, codec, options, point.level) if recipe
+                else Prepared(image, options))
     height, width = image.shape[:2]
     defaults = {name: option.default for name, option in codec.options.items()}
 
@@ -141,6 +142,7 @@ def encode_image(
             original_size=(width, height) if prepared.resample else None,
             tags=prepared.tags,
             restore=prepared.restore,
+            recipe=recipe.record(),
         )
         return container.pack(header, bitstream.data)
 
@@ -162,7 +164,8 @@ def encode_image(
             trials=tuple((level, bpp * to_original) for level, bpp in rate.trials),
         )
         return Encoded(rate.bitstream, data, rate, prepared)
-    bitstream = codec.encode(prepared.image, point.level or "", **prepared.options)
+    bitstream = prepared.bitstream or codec.encode(prepared.image, point.level or "",
+                                                   **prepared.options)
     return Encoded(bitstream, written(bitstream), None, prepared)
 
 
@@ -323,7 +326,10 @@ def describe_file(path: Path) -> dict[str, Any]:
 
 
 def _side_info(header: container.Header) -> dict[str, Any]:
-    return _side_info_of(header.resample, header.tags, header.restore)
+    info = _side_info_of(header.resample, header.tags, header.restore)
+    if header.recipe is not None:
+        info["recipe"] = header.recipe
+    return info
 
 
 def _side_info_of(

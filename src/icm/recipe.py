@@ -12,6 +12,13 @@ order they run whatever order they are written in:
     an importance map from a provider (``saliency``, ``sensitivity=MACHINE``, ``text``,
     ``clip-attention=MODEL``, ``prompt=TEXT``), applied as a delta-QP map when the codec takes
     one and as a prefilter otherwise (:mod:`icm.importance.apply`); at most one per point.
+``for=MACHINE[~STRENGTH]``
+    icm's recipe for that machine (:mod:`icm.importance.allocation`): fit to its input, then
+    spend each block's bits by the rate-distortion-optimal rule on the machine's own weights
+    (the Fisher diagonal of a differentiable machine, :mod:`icm.importance.fisher`, weighted by
+    this codec's residual at this level; the machine's own map for the others). Codecs that
+    take per-block offsets get them; the others get a prefilter. ``STRENGTH`` multiplies the
+    derived offsets (1 by default). Replaces ``fit`` and importance maps in the same point.
 ``tags[=MACHINE][~K]``
     the machine's top-K labels as ids in the container's semantic side channel (default
     ``classify``, K = 3).
@@ -35,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from icm.codecs import Codec
+from icm.codecs import Bitstream, Codec
 from icm.container import PostRestore, Resample, Tags
 from icm.errors import IcmError
 from icm.image.resample import resize
@@ -48,7 +55,7 @@ from icm.importance.apply import (
     prefilter,
 )
 
-FIT, TAGS, RESTORE = "fit", "tags", "restore"
+FIT, FOR, TAGS, RESTORE = "fit", "for", "tags", "restore"
 PLACEMENTS = ("edge", "server", "joint")
 DEFAULT_TAGGER = "classify"
 DEFAULT_TAG_COUNT = 3
@@ -103,6 +110,8 @@ class Prepared:
     strength: float | None = None
     restore: PostRestore | None = None  # restoration the decoder runs (server, joint)
     restored: dict[str, Any] | None = None  # what the restore tool saw and did
+    allocation: dict[str, Any] | None = None  # what the for tool measured and decided
+    bitstream: Bitstream | None = None  # an encode a tool already made and chose (for)
 
     def describe(self) -> dict[str, Any]:
         record: dict[str, Any] = {}
@@ -111,6 +120,8 @@ class Prepared:
         if self.importance is not None:
             record["importance"] = self.importance.describe()
             record["applier"] = {"kind": self.applier, "strength": self.strength}
+        if self.allocation is not None:
+            record["allocation"] = self.allocation
         return record
 
 
@@ -120,25 +131,34 @@ class Recipe:
     def __init__(self, tools: Sequence[str]) -> None:
         self.tools = tuple(Tool.parse(text) for text in tools)
         names = [tool.name for tool in self.tools]
-        for name in (FIT, TAGS, RESTORE):
+        for name in (FIT, FOR, TAGS, RESTORE):
             if names.count(name) > 1:
                 raise RecipeError(f"tool {name!r} is given twice")
         by_name = {tool.name: tool for tool in self.tools}
         self.fit = by_name.get(FIT)
         self.tags = by_name.get(TAGS)
         self.restore = by_name.get(RESTORE)
+        self.target = by_name.get(FOR)
         if self.restore is not None and self.restore.argument not in PLACEMENTS:
             raise RecipeError(f"tool 'restore' needs where: restore={'|'.join(PLACEMENTS)}")
         # the last image's (pixel hash, recognition) and (pixel hash, edge restoration)
         self._seen: tuple[str, Any] | None = None
         self._edge: tuple[str, np.ndarray] | None = None
-        importance = [tool for tool in self.tools if tool.name not in (FIT, TAGS, RESTORE)]
+        importance = [tool for tool in self.tools if tool.name not in (FIT, FOR, TAGS, RESTORE)]
         if len(importance) > 1:
             listed = ", ".join(str(tool) for tool in importance)
             raise RecipeError(f"one importance map per point, got {listed}")
         self.importance = importance[0] if importance else None
         if self.fit is not None and self.fit.argument is None:
             raise RecipeError("tool 'fit' needs =MACHINE (e.g. fit=classify)")
+        self._allocator: Any = None
+        if self.target is not None:
+            if self.target.argument is None:
+                raise RecipeError("tool 'for' needs =MACHINE (e.g. for=classify)")
+            if self.fit is not None or self.importance is not None:
+                raise RecipeError(f"tool 'for' fits and allocates by itself; drop "
+                                  f"{self.fit or self.importance} from the point")
+            self._allocator = _allocator(self.target.argument, self.target.strength)
         self._provider: ImportanceProvider | None = None
         self._machines: dict[str, Any] = {}
         if self.importance is not None:  # unknown providers fail here, before any work
@@ -161,6 +181,12 @@ class Recipe:
             self._machines[name] = get_machine(name)
         return self._machines[name]
 
+    def record(self) -> str | None:
+        """The tools the container's RECIPE field names: those no other field shows (``fit``
+        is RESAMPLE, ``tags`` TAGS, ``restore`` RESTORE), so no byte is spent twice."""
+        shown = (FIT, TAGS, RESTORE)
+        return "+".join(str(tool) for tool in self.tools if tool.name not in shown) or None
+
     def fingerprint(self, codec: Codec) -> str:
         """Everything that shapes what the recipe makes for ``codec`` (with its default
         options): tools, models, weights, and the revision of the applier it gets."""
@@ -173,13 +199,18 @@ class Recipe:
         for tool in (self.fit, self.tags):
             if tool is not None:
                 parts.append(self._machine(tool.argument or DEFAULT_TAGGER).fingerprint())
+        if self._allocator is not None:
+            parts.append(self._allocator.fingerprint())
         if self.restore is not None:
             parts.append(_restore_fingerprint(self._restore_model(codec)))
         return "|".join(parts)
 
-    def prepare(self, image: np.ndarray, codec: Codec, options: dict[str, Any]) -> Prepared:
+    def prepare(
+        self, image: np.ndarray, codec: Codec, options: dict[str, Any], level: str | None = None
+    ) -> Prepared:
         """Run the tools on ``image`` for ``codec`` (whose resolved ``options`` decide the
-        applier); the result's ``options`` carry any delta-QP map."""
+        applier) at ``level`` (None: a bpp target; the ``for`` tool then plans at the middle
+        of the codec's ladder); the result's ``options`` carry any delta-QP map."""
         prepared = Prepared(image, dict(options))
         if self.restore is not None:  # at the camera, before anything reads the image
             self._restore(prepared, codec)
@@ -189,7 +220,25 @@ class Recipe:
             prepared.image, prepared.resample = self._fit(prepared.image)
         if self.importance is not None and self._provider is not None:
             self._apply_importance(prepared, codec)
+        if self._allocator is not None:
+            self._allocate(prepared, codec, level)
         return prepared
+
+    def _allocate(self, prepared: Prepared, codec: Codec, level: str | None) -> None:
+        """``for=MACHINE``: fit (or smaller), then the RD offsets (or their prefilter)."""
+        allocator = self._allocator
+        original_shape = prepared.image.shape[:2]
+        plan = allocator.allocate(prepared.image, codec, level, prepared.options)
+        prepared.image = plan.image
+        height, width = plan.image.shape[:2]
+        if (height, width) != original_shape:
+            prepared.resample = Resample(width, height, RESAMPLE_FILTER)
+        if plan.route == "delta-qp":
+            prepared.options["delta_qp"] = plan.offsets
+        prepared.bitstream = plan.bitstream
+        prepared.importance = plan.importance(allocator.block, str(self.target))
+        prepared.applier, prepared.strength = plan.route, allocator.strength
+        prepared.allocation = plan.record
 
     def _tag(self, image: np.ndarray) -> Tags:
         assert self.tags is not None
@@ -303,6 +352,13 @@ def _provider(text: str) -> ImportanceProvider:
     return get_importance(text)
 
 
+@cache
+def _allocator(machine: str, strength: float | None) -> Any:
+    from icm.importance.allocation import MachineAllocator
+
+    return MachineAllocator(machine, strength)
+
+
 def _or(value: float | None, default: float) -> float:
     return default if value is None else value
 
@@ -317,21 +373,27 @@ def machine_tools(
 ) -> tuple[str, ...]:
     """The tools ``icm encode --for MACHINE [--importance P] [--tags K]`` adds to a point.
 
-    ``--for`` alone means: fit to the machine's input and use the machine's own importance
-    provider (:meth:`Machine.default_importance`). ``--importance none`` turns maps off.
+    ``--for`` alone means icm's recipe for that machine, ``for=MACHINE`` (fit, then the
+    rate-distortion-optimal allocation on the machine's own weights); ``--strength`` scales
+    its offsets. Naming a map with ``--importance`` (or ``--no-fit``) asks for the older
+    tools instead: fit to the machine and apply that map by the linear rule of
+    :mod:`icm.importance.apply`. ``--importance none`` turns maps off (fit only).
     """
     from icm.machines import get_machine
 
     target = get_machine(machine) if machine else None
     tools: list[str] = []
-    if target is not None and fit:
-        tools.append(f"{FIT}={target.name}")
-    if importance is None and target is not None:
-        importance = target.default_importance()
-    if importance is not None and importance.strip().lower() != "none":
-        tools.append(str(Tool(*_split_provider(importance), strength)))
-    elif strength is not None:
-        raise RecipeError("--strength needs an importance map (--for or --importance)")
+    if target is not None and importance is None and fit:
+        tools.append(str(Tool(FOR, target.name, strength)))
+    else:
+        if target is not None and fit:
+            tools.append(f"{FIT}={target.name}")
+        if importance is None and target is not None:
+            importance = target.default_importance()
+        if importance is not None and importance.strip().lower() != "none":
+            tools.append(str(Tool(*_split_provider(importance), strength)))
+        elif strength is not None:
+            raise RecipeError("--strength needs an importance map (--for or --importance)")
     if tags:
         tagger = target.name if target is not None and target.can_tag else DEFAULT_TAGGER
         tools.append(str(Tool(TAGS, tagger, float(tags))))

@@ -234,6 +234,14 @@ class Codec(ABC):
         """
         return self.supports_delta_qp
 
+    def delta_qp_bounds(self, value: float) -> tuple[int, int]:
+        """(finest, coarsest) offsets a block can take around knob ``value``: the rest of the
+        QP range for QP-knob codecs (``qp37`` in 0..51: -37..+14); +-51 otherwise, which the
+        codec clips to what it can do (JPEG only coarsens)."""
+        if self.knob.rate_rises:
+            return -51, 51
+        return math.floor(self.knob.lo - value), math.ceil(self.knob.hi - value)
+
     def _check_delta_qp(self, delta_qp: np.ndarray, options: Mapping[str, Any]) -> np.ndarray:
         if not self.takes_delta_qp(options):
             raise UnknownCodecError(

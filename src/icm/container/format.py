@@ -55,6 +55,10 @@ tag    name      kind      value
                            ``restore-jpeg``), the degradation the encoder saw in the uncoded
                            image and its strength (``0..1``, empty when not known). A reader
                            that does not know the field shows the decoded image unrestored.
+0x44   RECIPE    optional  UTF-8: the machine-aware tools the encoder ran, as written in the
+                           point (``for=classify``, ``fit=detect+saliency``), so ``icm info``
+                           can say what was done. Informational: decoding never reads it, and
+                           no path or model is ever taken from it.
 =====  ========  ========  ====================================================================
 
 A reader checks, in order: magic, version, lengths (truncation), CRC, trailing bytes, then the
@@ -95,6 +99,7 @@ class Field(IntEnum):
     OPTIONS = 0x41
     TAGS = 0x42
     RESTORE = 0x43
+    RECIPE = 0x44
 
 
 CHROMA_CODES: Mapping[str, int] = MappingProxyType({"420": 0, "422": 1, "444": 2, "400": 3})
@@ -191,6 +196,7 @@ class Header:
     resample: Resample | None = None
     tags: Tags | None = None
     restore: PostRestore | None = None
+    recipe: str | None = None
     extra: Mapping[int, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -221,6 +227,8 @@ class Header:
             raise ValueError(f"tags must be a Tags, not {type(self.tags).__name__}")
         if self.restore is not None and not isinstance(self.restore, PostRestore):
             raise ValueError(f"restore must be a PostRestore, not {type(self.restore).__name__}")
+        if self.recipe is not None:
+            _check_text(self.recipe, "recipe", empty_ok=False)
         extra = {}
         for tag, value in self.extra.items():
             if not _is_int(tag) or not FIRST_OPTIONAL_TAG <= tag <= 0xFF or tag in _KNOWN:
@@ -246,6 +254,7 @@ class Header:
                 self.resample,
                 self.tags,
                 self.restore,
+                self.recipe,
                 frozenset(self.extra.items()),
             )
         )
@@ -310,6 +319,8 @@ def _encode_fields(header: Header) -> list[tuple[int, bytes]]:
         fields[Field.TAGS] = _varint(len(vocabulary)) + vocabulary + ids
     if header.restore is not None:
         fields[Field.RESTORE] = header.restore.encode()
+    if header.recipe is not None:
+        fields[Field.RECIPE] = header.recipe.encode()
     fields.update(header.extra)
     return sorted((int(tag), value) for tag, value in fields.items())
 
@@ -425,6 +436,7 @@ def _decode_header(data: bytes, start: int, end: int) -> Header:
     options = _decode_options(fields[Field.OPTIONS]) if Field.OPTIONS in fields else {}
     tags = _decode_tags(fields[Field.TAGS]) if Field.TAGS in fields else None
     restore = _decode_restore(fields[Field.RESTORE]) if Field.RESTORE in fields else None
+    recipe = _text(fields[Field.RECIPE], "RECIPE") if Field.RECIPE in fields else None
     extra = {tag: value for tag, value in fields.items() if tag not in _KNOWN}
     return _build(
         Header,
@@ -438,6 +450,7 @@ def _decode_header(data: bytes, start: int, end: int) -> Header:
         resample=resample,
         tags=tags,
         restore=restore,
+        recipe=recipe,
         extra=extra,
     )
 
@@ -575,6 +588,7 @@ def header_for(
     original_size: tuple[int, int] | None = None,
     tags: Tags | None = None,
     restore: PostRestore | None = None,
+    recipe: str | None = None,
 ) -> Header:
     """The header for ``bitstream``, whose metadata becomes POINT, SIZE and FORMAT.
 
@@ -617,6 +631,7 @@ def header_for(
         resample=resample,
         tags=tags,
         restore=restore,
+        recipe=recipe,
     )
 
 

@@ -1,0 +1,333 @@
+"""The rate-distortion-optimal QP offset of each block, from the machine's weights.
+
+Derivation
+----------
+Let block ``i`` have ``n_i`` pixels, weight ``w_i`` (the machine's output distortion per unit
+of squared pixel error there, :mod:`icm.importance.fisher`) and QP offset ``d_i`` from the
+level's QP. In HEVC, VVC and AV1 the quantiser step doubles every 6 QP, so the squared error
+doubles every 3 QP: ``MSE_i(d) = MSE_i(0) * 2^(d/3)``. In the same high-rate model every pixel
+saves the same number of bits per QP step, ``R_i(d) = R_i(0) - beta * n_i * d``. The machine
+distortion of the picture and the encoder's Lagrangian are::
+
+    J(d) = sum_i w_i n_i MSE_i(0) 2^(d_i/3) + lambda * sum_i R_i(d_i)
+
+Setting ``dJ/dd_i = 0`` gives ``w_i MSE_i(0) 2^(d_i/3) ln2 / 3 = lambda beta``: at the optimum
+every block has the same weighted error, and (with ``MSE_i(0)`` the same quantiser's error in
+every block) ::
+
+    d_i = 3 * log2(W / w_i)
+
+``W`` collects ``lambda``, ``beta`` and the constants; it is the one free choice, and it is set
+to the geometric mean of the positive weights, pixel-weighted, so that the mean offset over the
+blocks the machine reads is 0: ``qp37`` still means QP 37 where the machine looks. A block whose
+weight is 0 (the machine never reads it) has ``d_i = +inf``: it gets the coarsest QP the codec
+allows. Offsets are rounded, then clipped to the codec's QP range; the encoder's own limits
+(kvazaar's 25-QP spread, HEVC's delta-QP range) are applied by the codec.
+
+``strength`` multiplies the derived offsets; 1 is the derivation itself and the default
+(measured in ``benchmarks/machine_aware.py``, on photos other than the benchmark's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from icm.image.resample import resize
+from icm.importance.fisher import DEFAULT_PROBES, block_weights, fisher_diagonal
+from icm.importance.maps import DEFAULT_BLOCK, ImportanceMap
+
+if TYPE_CHECKING:
+    from icm.codecs import Bitstream, Codec
+
+#: QP steps per doubling of the squared error (6 per doubling of the step size)
+QP_PER_ERROR_DOUBLING = 3.0
+DEFAULT_STRENGTH = 0.5
+
+
+def rd_offsets(
+    weights: np.ndarray,
+    *,
+    coarsest: int,
+    finest: int,
+    strength: float = DEFAULT_STRENGTH,
+    pixels: np.ndarray | None = None,
+) -> np.ndarray:
+    """Integer QP offsets (rows x cols) minimising weighted distortion plus rate.
+
+    ``weights`` are per-block and >= 0; ``coarsest`` and ``finest`` bound the offsets (for a
+    QP level ``q`` in 0..51: ``51 - q`` and ``-q``); ``pixels`` counts each block's pixels
+    (partial edge blocks weigh less in ``W``), all equal when omitted.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    if strength < 0:
+        raise ValueError(f"allocation strength must be >= 0, got {strength:g}")
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError("allocation weights must be finite and >= 0")
+    read = weights > 0
+    offsets = np.full(weights.shape, coarsest, dtype=np.int64)
+    if not read.any():
+        return offsets
+    counts = np.ones_like(weights) if pixels is None else np.asarray(pixels, dtype=np.float64)
+    logs = np.log2(weights[read])
+    mean_log = float(np.average(logs, weights=counts[read]))
+    derived = strength * QP_PER_ERROR_DOUBLING * (mean_log - logs)
+    offsets[read] = np.clip(np.rint(derived), finest, coarsest).astype(np.int64)
+    return offsets
+
+
+def qp_bounds(level_value: float, lowest: float, highest: float) -> tuple[int, int]:
+    """(finest, coarsest) offsets around a QP level inside the codec's ``lowest..highest``."""
+    return int(np.floor(lowest - level_value)), int(np.ceil(highest - level_value))
+
+
+# -- the for=MACHINE recipe ------------------------------------------------------------------
+#: a block a map-based machine's map calls unimportant still counts this much of the most
+#: important one: maps miss things, and an offset of 3 * log2(1 / 0.05) = +13 QP is coarse enough
+MAP_FLOOR = 0.05
+#: blur sigmas (px) of the prefilter route, for unread blocks and for coarsened ones
+UNREAD_BLUR, COARSE_BLUR = 6.0, 2.0
+#: the coded sizes ``for`` weighs against each other, as fractions of the machine's input size
+SCALES = (1.0, 0.75)
+#: real encodes the rate match of a smaller candidate may spend
+MATCH_ENCODES = 5
+ALLOCATION_VERSION = "rd2"
+
+
+@dataclass
+class Allocation:
+    """What the ``for`` tool decided for one image at one level of one codec."""
+
+    weights: np.ndarray  # per block, >= 0 (0 = never read)
+    offsets: np.ndarray  # per block, QP units
+    route: str  # "delta-qp" (the codec takes the offsets) or "prefilter"
+    image: np.ndarray  # the pixels to code (prefiltered on that route)
+    record: dict[str, Any] = field(default_factory=dict)
+    bitstream: Bitstream | None = None  # the chosen encode, when choosing needed one
+
+    def importance(self, block: int, provider: str) -> ImportanceMap:
+        """The weights as a map in [0, 1] (ratios kept, 1 = the heaviest block), for records."""
+        height, width = self.image.shape[:2]
+        peak = float(self.weights.max()) or 1.0
+        return ImportanceMap(self.weights / peak, block, width, height, provider)
+
+
+class MachineAllocator:
+    """``for=MACHINE``: fit, the machine's weights, the RD rule, and the coded size.
+
+    Weights (the Fisher diagonal, or a map) are kept per pixel content, so every level of a
+    point computes them once per image and scale.
+    """
+
+    def __init__(self, machine: str, strength: float | None = None,
+                 block: int = DEFAULT_BLOCK, probes: int = DEFAULT_PROBES) -> None:
+        from icm.machines import get_machine
+
+        self.machine = get_machine(machine)
+        self.strength = DEFAULT_STRENGTH if strength is None else strength
+        self.block = block
+        self.probes = probes
+        self._weights: dict[str, np.ndarray] = {}
+        self._pristine: tuple[str, Any] | None = None
+
+    @property
+    def differentiable(self) -> bool:
+        return self.machine.torch_parts() is not None
+
+    @property
+    def scales(self) -> tuple[float, ...]:
+        """Coded sizes to weigh: below the input size only for machines with a fixed one (a
+        classifier's 224 px); OCR reads text at its native size and gets the fit alone."""
+        return SCALES if self.machine.profile.size is not None else SCALES[:1]
+
+    def source(self) -> str:
+        """Where the weights come from: ``fisher8`` or ``map:<provider>+<floor>``."""
+        if self.differentiable:
+            return f"fisher{self.probes}"
+        return f"map:{self.machine.default_importance()}+{MAP_FLOOR:g}"
+
+    def fingerprint(self) -> str:
+        scales = ",".join(f"{scale:g}" for scale in self.scales)
+        return (f"for={self.machine.fingerprint()}|{self.source()}|{ALLOCATION_VERSION}"
+                f"|s{self.strength:g}|b{self.block}|scales{scales}")
+
+    def allocate(self, original: np.ndarray, codec: Codec, level: str | None,
+                 options: dict[str, Any]) -> Allocation:
+        """The plan for ``original`` at ``level``: at the machine's input size, or smaller
+        where that reads better at the same bits (see :meth:`_choose_scale`)."""
+        width, height = self.machine.fit_size(original)
+        fitted = original if (height, width) == original.shape[:2] else \
+            resize(original, width, height)
+        first = self.plan(fitted, codec, level, options)
+        if level is None or len(self.scales) == 1:
+            return first
+        return self._choose_scale(original, first, codec, level, options)
+
+    def plan(self, image: np.ndarray, codec: Codec, level: str | None,
+             options: dict[str, Any]) -> Allocation:
+        """Offsets for ``image`` (already resampled) coded by ``codec`` at ``level``."""
+        level = level or codec.ladder[len(codec.ladder) // 2]
+        weights = self._block_weights(image)
+        _, coarsest = codec.delta_qp_bounds(codec.knob.parse(level, codec.name))
+        offsets = rd_offsets(weights, coarsest=coarsest, finest=0, strength=self.strength,
+                             pixels=_block_pixels(image.shape[:2], self.block))
+        takes = codec.takes_delta_qp(codec.resolve_options(options))
+        read = weights > 0
+        coded = blur_unread(image, ~read, self.block)
+        if not takes:
+            coded = allocation_prefilter(coded, np.where(read, offsets, 0), self.block)
+        record = {
+            "machine": self.machine.name, "weights": self.source(),
+            "strength": self.strength, "route": "delta-qp" if takes else "prefilter",
+            "unread_blocks": round(float(1 - read.mean()), 4),
+            "offsets": {"min": int(offsets.min()), "max": int(offsets.max()),
+                        "mean_read": round(float(offsets[read].mean()), 2) if read.any() else None},
+        }
+        return Allocation(weights, offsets, record["route"], coded, record)
+
+    def _choose_scale(self, original: np.ndarray, first: Allocation, codec: Codec, level: str,
+                      options: dict[str, Any]) -> Allocation:
+        """Code a smaller picture when, at the same bits, the machine reads it better.
+
+        At coarse levels a picture below the machine's input size, upsampled by the machine,
+        loses less to blur than the full-size picture loses to the coarser quantiser it needs
+        at those bits; at fine levels the opposite. Which holds is decided for each image and
+        level by the machine itself: the first plan is encoded at the level, each smaller
+        candidate is rate-matched to it (the largest file not above its bits, by rate
+        control), both are decoded and read by the machine at the original size, and the one
+        whose output is closer to the pristine output is kept; ties keep the full size.
+        """
+        pristine = self._pristine_output(original)
+        bitstream = self._encode(codec, first, level, options)
+        first.bitstream = bitstream
+        best, best_fidelity = first, self._fidelity(codec, bitstream, original, pristine)
+        tried = [{"scale": 1.0, "level": level, "bytes": len(bitstream.data),
+                  "fidelity": round(best_fidelity, 4)}]
+        height, width = first.image.shape[:2]
+        for scale in self.scales[1:]:
+            small = resize(original, max(1, round(width * scale)), max(1, round(height * scale)))
+            candidate = self.plan(small, codec, level, options)
+            matched = self._rate_matched(codec, candidate, len(bitstream.data), options)
+            if matched is None:
+                continue
+            fidelity = self._fidelity(codec, matched, original, pristine)
+            tried.append({"scale": scale, "level": matched.level, "bytes": len(matched.data),
+                          "fidelity": round(fidelity, 4)})
+            if fidelity > best_fidelity:
+                candidate.bitstream = matched
+                best, best_fidelity = candidate, fidelity
+        best.record["scale_choice"] = tried
+        return best
+
+    def _encode(self, codec: Codec, plan: Allocation, level: str,
+                options: dict[str, Any]) -> Bitstream:
+        extra = {"delta_qp": plan.offsets} if plan.route == "delta-qp" else {}
+        return codec.encode(plan.image, level, **options, **extra)
+
+    def _rate_matched(self, codec: Codec, plan: Allocation, size: int,
+                      options: dict[str, Any]) -> Bitstream | None:
+        from icm.codecs.rate import encode_to_bpp
+        from icm.errors import RateControlError
+
+        height, width = plan.image.shape[:2]
+        extra = {"delta_qp": plan.offsets} if plan.route == "delta-qp" else {}
+        try:
+            return encode_to_bpp(codec, plan.image, 8 * size / (width * height),
+                                 max_encodes=MATCH_ENCODES, **options, **extra).bitstream
+        except RateControlError:  # even its coarsest level is bigger: no candidate
+            return None
+
+    def _fidelity(self, codec: Codec, bitstream: Bitstream, original: np.ndarray,
+                  pristine: Any) -> float:
+        """The machine's primary fidelity on the decoded picture at the original size."""
+        decoded = codec.decode(bitstream)
+        height, width = original.shape[:2]
+        if decoded.shape[:2] != (height, width):
+            decoded = resize(decoded, width, height)
+        scores = self.machine.fidelity(pristine, self.machine.predict([decoded])[0])
+        return float(scores[self.machine.primary])
+
+    def _pristine_output(self, original: np.ndarray) -> Any:
+        key = _content_key(original)
+        if self._pristine is None or self._pristine[0] != key:
+            self._pristine = (key, self.machine.predict([original])[0])
+        return self._pristine[1]
+
+    def _block_weights(self, image: np.ndarray) -> np.ndarray:
+        """Per-block weights: the Fisher diagonal's block means for a differentiable machine,
+        the machine's own map (floored) for the others. Kept per pixel content."""
+        key = _content_key(image)
+        if key not in self._weights:
+            if len(self._weights) >= 4:  # one image's scales at a time
+                self._weights.clear()
+            parts = self.machine.torch_parts()
+            if parts is not None:
+                forward, kind = _torch_output(parts)
+                pixel = fisher_diagonal(forward, image, output=kind, probes=self.probes)
+                self._weights[key] = block_weights(pixel, self.block)
+            else:
+                self._weights[key] = self._map_weights(image)
+        return self._weights[key]
+
+    def _map_weights(self, image: np.ndarray) -> np.ndarray:
+        from icm.importance.registry import get_importance
+
+        provider = get_importance(self.machine.default_importance())
+        return MAP_FLOOR + (1 - MAP_FLOOR) * provider.compute(image, self.block).values
+
+
+def _content_key(image: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() + str(image.shape)
+
+
+def blur_unread(image: np.ndarray, unread: np.ndarray, block: int) -> np.ndarray:
+    """``image`` with the blocks the machine never reads replaced by a 6-px blur, block-exact.
+
+    The coarsest QP alone still codes their texture (at QP 51 a textured strip keeps about a
+    fifth of its bits); blurred, it leaves the codec almost nothing there, and the read blocks
+    beside it keep every pixel. A viewer still sees a blurred picture there, not a hole.
+    """
+    from scipy import ndimage
+
+    height, width = image.shape[:2]
+    pixels = np.kron(unread, np.ones((block, block), bool))[:height, :width]
+    if not pixels.any():
+        return image
+    blurred = ndimage.gaussian_filter(image.astype(np.float32),
+                                      sigma=(UNREAD_BLUR, UNREAD_BLUR, 0), mode="nearest")
+    return np.where(pixels[..., None], np.rint(blurred), image).astype(np.uint8)
+
+
+def allocation_prefilter(image: np.ndarray, offsets: np.ndarray, block: int) -> np.ndarray:
+    """The offsets as blur, for codecs without per-block control (VVC through vvenc, WebP...):
+    a block asked to quantise ``2^(d/6)`` times coarser keeps ``2^(-d/6)`` of its detail,
+    blended towards a 2-px blur (:func:`~icm.importance.apply.prefilter`)."""
+    from dataclasses import replace as with_values
+
+    from icm.importance.apply import prefilter
+
+    height, width = image.shape[:2]
+    keep = np.clip(2.0 ** (-np.maximum(offsets, 0) / 6.0), 0, 1).astype(np.float32)
+    base = ImportanceMap(np.ones(offsets.shape, np.float32), block, width, height, "for")
+    return prefilter(image, with_values(base, values=keep), COARSE_BLUR)
+
+
+def _torch_output(parts: Any) -> tuple[Any, str]:
+    """The differentiable output whose distortion the machine's fidelity reads."""
+    if parts.logits is not None:
+        return (lambda x: parts.logits(parts.module, parts.prepare(x))), "logits"
+    return parts.features_of, "features"
+
+
+def _block_pixels(shape: tuple[int, int], block: int) -> np.ndarray:
+    """Pixels in each block; partial edge blocks count only their own."""
+    from icm.importance.maps import grid_shape
+
+    height, width = shape
+    rows, cols = grid_shape(height, width, block)
+    heights = np.minimum(block, height - block * np.arange(rows))
+    widths = np.minimum(block, width - block * np.arange(cols))
+    return np.outer(heights, widths).astype(np.float64)
