@@ -265,6 +265,28 @@ def test_bd_intervals_cover_the_estimate_and_shrink_with_more_images():
     assert bd_table(rows(24, 0.02), "jpeg", bootstrap=0)[0].bd_rate_ci is None
 
 
+def test_bd_on_a_lower_is_better_score_negates_it():
+    """``metric='-kl'``: the curve rises with rate, so the codec with less divergence at equal
+    bits saves bits, and BD-fidelity comes back in (negated) KL units."""
+    import json
+
+    from icm.bench.analysis import bd_table
+
+    table = []
+    for image in range(4):
+        for codec, scale in (("jpeg", 1.0), ("webp", 0.5)):
+            for level, bpp in enumerate((0.2, 0.4, 0.8, 1.6)):
+                kl = scale / bpp  # webp: half the divergence at every rate
+                table.append({"machine": "m", "fingerprint": "f", "created_at": 0.0,
+                              "image_sha": f"{image}", "image_id": f"{image}",
+                              "point": f"{codec}@{level}", "codec": codec, "bpp": bpp,
+                              "primary_value": 0.5, "psnr": 30.0, "accuracy_json": None,
+                              "fidelity_json": json.dumps({"kl": kl})})
+    entry = bd_table(table, "jpeg", metric="-kl", bootstrap=0)[0]
+    assert entry.bd_rate == pytest.approx(-50.0, abs=1.0)  # kl = 1/bpp vs 0.5/bpp
+    assert entry.bd_metric > 0
+
+
 def _view_rows(photos: int, views: int, spread: float, seed: int = 1) -> list[dict]:
     """Rows where every view of a photo shares that photo's noise (views are not independent)."""
     generator = __import__("numpy").random.default_rng(seed)

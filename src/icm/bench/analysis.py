@@ -131,14 +131,18 @@ class _Grid:
 
 
 def _score(row: dict[str, Any], key: str) -> float:
-    """A row column, or ``fidelity:<name>`` for one score of its fidelity record."""
+    """A row column, or ``fidelity:<name>`` for one score of its fidelity record;
+    ``fidelity:-<name>`` negates a score where lower is better (``-kl``), so that every BD
+    curve rises with rate."""
     if key.startswith("fidelity:"):
         name = key.partition(":")[2]
+        sign = -1.0 if name.startswith("-") else 1.0
+        name = name.removeprefix("-")
         scores = json.loads(row["fidelity_json"])
         if name not in scores:
             raise IcmError(f"machine {row['machine']} has no fidelity score {name!r} "
                            f"(it has {', '.join(scores)})")
-        return float(scores[name])
+        return sign * float(scores[name])
     return float(row[key])
 
 
