@@ -223,8 +223,18 @@ class NanoDetMachine(Machine):
             self._net = load_ncnn_net(self.folder, self.stem)
         return [{"boxes": self.detect(image)} for image in images]
 
-    def detect(self, rgb: np.ndarray) -> list[list[float]]:
+    def detect(self, rgb: np.ndarray, threshold: float | None = None) -> list[list[float]]:
+        """Boxes ``[x0, y0, x1, y1, score, class]`` in ``rgb``'s pixels, best first.
+
+        ``threshold`` (default: the machine's ``score_threshold``) is the lowest class score a
+        cell may have to become a box; a lower one only adds boxes (greedy NMS runs in
+        descending score order, so it never removes one that scores above the default).
+        """
         import ncnn
+
+        if self._net is None:
+            self._net = load_ncnn_net(self.folder, self.stem)
+        threshold = self.score_threshold if threshold is None else float(threshold)
 
         height, width = rgb.shape[:2]
         if width > height:
@@ -250,7 +260,9 @@ class NanoDetMachine(Machine):
             _, cls_mat = extractor.extract(cls_blob)
             _, dis_mat = extractor.extract(dis_blob)
             proposals.append(
-                self._decode(np.array(cls_mat), np.array(dis_mat), stride, new_w + wpad)
+                self._decode(
+                    np.array(cls_mat), np.array(dis_mat), stride, new_w + wpad, threshold
+                )
             )
         found = np.concatenate(proposals)
         if len(found) == 0:
@@ -267,11 +279,14 @@ class NanoDetMachine(Machine):
             for row in found
         ]
 
-    def _decode(self, cls: np.ndarray, dis: np.ndarray, stride: int, padded_w: int) -> np.ndarray:
-        """Proposals ``[x0, y0, x1, y1, score, class]`` of one head in padded-input pixels."""
+    def _decode(
+        self, cls: np.ndarray, dis: np.ndarray, stride: int, padded_w: int, threshold: float
+    ) -> np.ndarray:
+        """Proposals ``[x0, y0, x1, y1, score, class]`` of one head in padded-input pixels,
+        from the cells whose best class scores at least ``threshold``."""
         grid_w = padded_w // stride
         scores = cls.max(axis=1)
-        cells = np.nonzero(scores >= self.score_threshold)[0]
+        cells = np.nonzero(scores >= threshold)[0]
         if len(cells) == 0:
             return np.zeros((0, 6))
         bins = dis[cells].reshape(len(cells), 4, -1).astype(np.float64)
@@ -294,6 +309,10 @@ class NanoDetMachine(Machine):
             "map50": map50(found, truth),
             "count_ratio": 1.0 if most == 0 else min(len(truth), len(found)) / most,
         }
+
+    def default_importance(self) -> str:
+        """Where this detector itself finds objects (at a lower threshold, with a margin)."""
+        return f"detections={self.name}"
 
     def fingerprint(self) -> str:
         return (

@@ -2,6 +2,7 @@
 
 from icm.importance.providers import (  # noqa: F401  (each module registers its providers)
     clip,
+    detections,
     saliency,
     sensitivity,
     text,
