@@ -21,6 +21,7 @@ import os
 import pickle
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,7 +29,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from icm.image.datasets import Truth
-from icm.machines.base import InputProfile, Machine, MachineSpec, Output, Scores
+from icm.machines.base import (
+    InputProfile,
+    Machine,
+    MachineSpec,
+    Output,
+    Scores,
+    TorchParts,
+)
 from icm.machines.registry import MachineUnavailableError, register_machine
 
 #: zero-shot vocabulary when the dataset has no labels: common objects and scenes
@@ -251,6 +259,68 @@ class ClipMachine(Machine):
         batch = self._preprocess(Image.fromarray(np.ascontiguousarray(image)))
         return batch.unsqueeze(0).to(self._device)
 
+    def preprocess_tensor(self, x: Any) -> Any:
+        """(1, 3, H, W) float RGB in 0..255, any size -> this model's input, differentiably.
+
+        The same geometry and normalisation as open_clip's inference transform (the PIL path
+        ``predict`` takes), in torch ops so gradients reach the pixels. Resampling is torch's
+        antialiased bilinear/bicubic, which are PIL's filters, run as PIL runs them: width
+        first, then height, each pass clipped to 0..255 (bicubic overshoots). The clipping
+        passes gradients straight through: a pixel in a saturated area still moves the model
+        when a codec darkens it, so it must not get a weight of zero. What PIL adds is rounding
+        each pass to uint8, which is not differentiable and is left out (at most about 1/255
+        before normalisation).
+        """
+        import torch
+        import torch.nn.functional as F
+
+        cfg = self._load().visual.preprocess_cfg
+        x = x.to(device=self._device, dtype=torch.float32)
+        plan = input_geometry(cfg, *x.shape[-2:])
+        height, width = x.shape[-2:]
+        for size in ((height, plan.resized[1]), plan.resized):
+            if size != tuple(x.shape[-2:]):
+                x = F.interpolate(
+                    x, size=size, mode=plan.interpolation, antialias=True, align_corners=False
+                )
+                x = x + (x.clamp(0.0, 255.0) - x).detach()
+        if any(plan.pad):
+            left, top, right, bottom = plan.pad
+            x = F.pad(x, (left, right, top, bottom), value=float(cfg.get("fill_color", 0)))
+        top, left = plan.crop
+        height, width = plan.size
+        x = x[..., top : top + height, left : left + width]
+        mean = torch.tensor(_per_channel(cfg["mean"]), device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(_per_channel(cfg["std"]), device=x.device).view(1, 3, 1, 1)
+        return (x / 255.0 - mean) / std
+
+    def torch_parts(self) -> TorchParts:
+        """The vision tower as :class:`TorchParts`: ``features`` is the image embedding
+        (``encode_image`` before normalisation), on the CPU like every consumer's tensors;
+        there are no fixed classes, so no ``logits``."""
+        model = self._load()
+        return TorchParts(
+            module=model.visual,
+            prepare=self.preprocess_tensor,
+            features=_visual_features,
+            logits=None,
+            predict=self._predict_with,
+        )
+
+    def _predict_with(self, module: Any, rgb: np.ndarray) -> Output:
+        """The machine's output for one image, its embedding computed by ``module``."""
+        import torch
+
+        model = self._load()
+        with torch.inference_mode():
+            features = _visual_features(
+                module,
+                self.preprocess_tensor(
+                    torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+                ),
+            )
+        return self._outputs(model, torch.nn.functional.normalize(features, dim=-1))[0]
+
     def text_features(self, texts: Sequence[str]) -> Any:
         """Unit-norm text embeddings (CPU), cached per tuple of texts."""
         return self._encode_texts(self._load(), tuple(texts))
@@ -366,3 +436,65 @@ class ClipMachine(Machine):
 
 
 _DISTRIBUTIONS = {"open_clip": "open_clip_torch", "torch": "torch"}
+
+
+@dataclass(frozen=True)
+class InputGeometry:
+    """How open_clip's inference transform maps an (H, W) image onto the model's input.
+
+    ``resized`` (h, w) after resampling with ``interpolation``; then ``pad`` (left, top, right,
+    bottom) with the fill colour where the resized image is smaller than ``size``; then the
+    ``size`` (h, w) window at ``crop`` (top, left).
+    """
+
+    resized: tuple[int, int]
+    interpolation: str
+    pad: tuple[int, int, int, int]
+    crop: tuple[int, int]
+    size: tuple[int, int]
+
+
+def input_geometry(cfg: Mapping[str, Any], height: int, width: int) -> InputGeometry:
+    """The geometry of open_clip's ``image_transform`` (inference) for ``preprocess_cfg``.
+
+    Mirrors its integer arithmetic exactly: ``shortest`` on a square size is torchvision's
+    ``Resize(int)`` (the long side truncated) + ``CenterCrop``; ``shortest`` on a non-square
+    size and ``longest`` use ``ResizeKeepRatio`` (sides rounded; the former always bicubic,
+    as open_clip builds it) + a centre crop or pad; ``squash`` resizes to the size outright.
+    """
+    size = cfg["size"]
+    target = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    interpolation = "bilinear" if cfg.get("interpolation") == "bilinear" else "bicubic"
+    mode = cfg.get("resize_mode") or "shortest"
+    if mode == "squash":
+        resized = target
+    elif mode == "shortest" and target[0] == target[1]:
+        short, long = sorted((height, width))
+        long = int(target[0] * long / short)
+        resized = (target[0], long) if height <= width else (long, target[0])
+    elif mode in ("shortest", "longest"):
+        ratios = (height / target[0], width / target[1])
+        ratio = max(ratios) if mode == "longest" else min(ratios)
+        resized = (round(height / ratio), round(width / ratio))
+        if mode == "shortest":
+            interpolation = "bicubic"
+    else:
+        raise MachineUnavailableError(f"open_clip resize mode {mode!r} is not supported")
+    gaps = (max(0, target[0] - resized[0]), max(0, target[1] - resized[1]))
+    pad = (gaps[1] // 2, gaps[0] // 2, (gaps[1] + 1) // 2, (gaps[0] + 1) // 2)
+    padded = (resized[0] + gaps[0], resized[1] + gaps[1])
+    crop = (round((padded[0] - target[0]) / 2.0), round((padded[1] - target[1]) / 2.0))
+    return InputGeometry(resized, interpolation, pad, crop, target)
+
+
+def _per_channel(value: Any) -> list[float]:
+    values = [float(v) for v in value] if isinstance(value, Sequence) else [float(value)]
+    return values * 3 if len(values) == 1 else values
+
+
+def _visual_features(module: Any, x: Any) -> Any:
+    """The image embedding of prepared input ``x`` by a vision tower (or an adapted copy)."""
+    parameter = next(module.parameters(), None)
+    if parameter is not None:
+        x = x.to(device=parameter.device, dtype=parameter.dtype)
+    return module(x).float().cpu()
