@@ -189,3 +189,16 @@ def test_for_refuses_what_it_already_does():
         Recipe(("for=classify", "fit=classify"))
     with pytest.raises(RecipeError, match="needs =MACHINE"):
         Recipe(("for",))
+
+
+@pytest.mark.usefixtures("classifier")
+def test_fisher_provider_keeps_ratios_and_zeros(cat):
+    from icm.image import resize
+    from icm.importance import get_importance
+    from icm.machines import get_machine
+
+    assert get_machine("classify").default_importance() == f"fisher={CLASSIFY}"
+    importance = get_importance("fisher").compute(resize(cat, 337, 224))
+    values = importance.values
+    assert values.max() == 1.0 and np.all(values[:, 0] == 0) and np.all(values[:, -1] == 0)
+    assert 0 < np.median(values[:, 5:15]) < 1  # not stretched to [0, 1] by percentiles

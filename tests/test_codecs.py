@@ -94,6 +94,17 @@ def test_rate_control_counts_what_size_of_measures(photo):
     assert result.bitstream.bpp == pytest.approx(result.achieved_bpp - overhead_bpp)
 
 
+def test_rate_control_searches_only_its_window(photo):
+    jpeg = get_codec("jpeg")
+    target = jpeg.encode(photo, "q60").bpp
+    result = encode_to_bpp(jpeg, photo, target, window=(70, 40), max_encodes=3)
+    levels = [int(level[1:]) for level, _ in result.trials]
+    assert len(levels) <= 3 and all(40 <= level <= 70 for level in levels)
+    assert result.achieved_bpp <= target
+    assert 40 <= int(result.bitstream.level[1:]) <= 60  # q60 itself is the largest that fits
+    assert encode_to_bpp(jpeg, photo, target).bitstream.level == "q60"
+
+
 def test_rate_control_refuses_unreachable_targets(photo):
     with pytest.raises(RateControlError, match=r"cannot reach 0\.001 bpp"):
         encode_to_bpp(get_codec("jpeg"), photo, 0.001)

@@ -44,14 +44,19 @@ def encode_to_bpp(
     *,
     size_of: SizeOf | None = None,
     max_encodes: int = 8,
+    window: tuple[float, float] | None = None,
     **options: Any,
 ) -> RateResult:
-    """Encode ``image`` at the highest-rate level of ``codec`` whose size is <= ``target_bpp``."""
+    """Encode ``image`` at the highest-rate level of ``codec`` whose size is <= ``target_bpp``.
+
+    ``window`` (two knob values, in either order) limits the search to that part of the
+    knob's range, when the caller knows roughly where the answer lies: fewer encodes.
+    """
     if target_bpp <= 0:
         raise RateControlError(f"bpp target must be positive, got {target_bpp:g}")
     measure = size_of or (lambda bitstream: len(bitstream.data))
     pixels = image.shape[0] * image.shape[1]
-    search = _Search(codec, image, target_bpp * pixels / 8, measure, options)
+    search = _Search(codec, image, target_bpp * pixels / 8, measure, options, window)
     if codec.knob.integer:
         search.integers(max_encodes)
     else:
@@ -69,9 +74,12 @@ def encode_to_bpp(
 class _Search:
     """Trial bookkeeping shared by the integer and continuous bisections."""
 
-    def __init__(self, codec, image, budget_bytes, measure, options):
+    def __init__(self, codec, image, budget_bytes, measure, options, window=None):
         self.codec, self.image, self.budget = codec, image, budget_bytes
         self.measure, self.options = measure, options
+        knob = codec.knob
+        low, high = sorted(window) if window else (knob.lo, knob.hi)
+        self.lo, self.hi = max(knob.lo, low), min(knob.hi, high)
         self.pixels = image.shape[0] * image.shape[1]
         self.trials: list[tuple[str, float]] = []
         self.best: tuple[Bitstream, int] | None = None
@@ -92,17 +100,16 @@ class _Search:
         knob = self.codec.knob
         fraction = position if knob.rate_rises else 1.0 - position
         if knob.integer:
-            return round(knob.lo + fraction * (knob.hi - knob.lo))
-        low, high = math.log(knob.lo), math.log(knob.hi)
+            return round(self.lo + fraction * (self.hi - self.lo))
+        low, high = math.log(self.lo), math.log(self.hi)
         return math.exp(low + fraction * (high - low))
 
     def integers(self, max_encodes: int) -> None:
-        knob = self.codec.knob
-        steps = int(knob.hi - knob.lo)
+        steps = int(self.hi - self.lo)
         fitting, failing = -1, steps + 1  # sentinels: step -1 fits, step steps+1 does not
         while failing - fitting > 1 and len(self.trials) < max_encodes:
             middle = (fitting + failing) // 2
-            if self.fits(self._value_at(middle / steps) if steps else knob.lo):
+            if self.fits(self._value_at(middle / steps) if steps else self.lo):
                 fitting = middle
             else:
                 failing = middle

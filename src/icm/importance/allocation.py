@@ -37,7 +37,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from icm.image.resample import resize
-from icm.importance.fisher import DEFAULT_PROBES, block_weights, fisher_diagonal
+from icm.importance.fisher import (
+    DEFAULT_PROBES,
+    block_weights,
+    fisher_diagonal,
+    machine_output,
+)
 from icm.importance.maps import DEFAULT_BLOCK, ImportanceMap
 
 if TYPE_CHECKING:
@@ -92,8 +97,10 @@ MAP_FLOOR = 0.05
 UNREAD_BLUR, COARSE_BLUR = 6.0, 2.0
 #: the coded sizes ``for`` weighs against each other, as fractions of the machine's input size
 SCALES = (1.0, 0.75)
-#: real encodes the rate match of a smaller candidate may spend
-MATCH_ENCODES = 5
+#: real encodes the rate match of a smaller candidate may spend, and how far from the level it
+#: looks: 8 QP finer (a 0.75x picture needs about 3-5 QP finer for the same bits), or up to
+#: twice the quality on quality knobs
+MATCH_ENCODES, MATCH_QP_SPAN = 3, 8
 ALLOCATION_VERSION = "rd2"
 
 
@@ -167,10 +174,12 @@ class MachineAllocator:
         return self._choose_scale(original, first, codec, level, options)
 
     def plan(self, image: np.ndarray, codec: Codec, level: str | None,
-             options: dict[str, Any]) -> Allocation:
-        """Offsets for ``image`` (already resampled) coded by ``codec`` at ``level``."""
+             options: dict[str, Any], weights: np.ndarray | None = None) -> Allocation:
+        """Offsets for ``image`` (already resampled) coded by ``codec`` at ``level``, from
+        the machine's weights for it (computed unless given)."""
         level = level or codec.ladder[len(codec.ladder) // 2]
-        weights = self._block_weights(image)
+        if weights is None:
+            weights = self._block_weights(image)
         _, coarsest = codec.delta_qp_bounds(codec.knob.parse(level, codec.name))
         offsets = rd_offsets(weights, coarsest=coarsest, finest=0, strength=self.strength,
                              pixels=_block_pixels(image.shape[:2], self.block))
@@ -209,8 +218,9 @@ class MachineAllocator:
         height, width = first.image.shape[:2]
         for scale in self.scales[1:]:
             small = resize(original, max(1, round(width * scale)), max(1, round(height * scale)))
-            candidate = self.plan(small, codec, level, options)
-            matched = self._rate_matched(codec, candidate, len(bitstream.data), options)
+            candidate = self.plan(small, codec, level, options, weights=_resampled(
+                first.weights, candidate_grid(small.shape[:2], self.block)))
+            matched = self._rate_matched(codec, candidate, level, len(bitstream.data), options)
             if matched is None:
                 continue
             fidelity = self._fidelity(codec, matched, original, pristine)
@@ -227,26 +237,31 @@ class MachineAllocator:
         extra = {"delta_qp": plan.offsets} if plan.route == "delta-qp" else {}
         return codec.encode(plan.image, level, **options, **extra)
 
-    def _rate_matched(self, codec: Codec, plan: Allocation, size: int,
+    def _rate_matched(self, codec: Codec, plan: Allocation, level: str, size: int,
                       options: dict[str, Any]) -> Bitstream | None:
+        """The smaller picture's largest file not above ``size`` bytes, searched from the
+        level towards finer ones (a smaller picture at the same level has fewer bits)."""
         from icm.codecs.rate import encode_to_bpp
         from icm.errors import RateControlError
 
         height, width = plan.image.shape[:2]
         extra = {"delta_qp": plan.offsets} if plan.route == "delta-qp" else {}
+        value = codec.knob.parse(level, codec.name)
+        finer = 2 * value + 10 if codec.knob.rate_rises else value - MATCH_QP_SPAN
+        window = (value, finer) if codec.knob.integer else None
         try:
-            return encode_to_bpp(codec, plan.image, 8 * size / (width * height),
+            return encode_to_bpp(codec, plan.image, 8 * size / (width * height), window=window,
                                  max_encodes=MATCH_ENCODES, **options, **extra).bitstream
         except RateControlError:  # even its coarsest level is bigger: no candidate
             return None
 
     def _fidelity(self, codec: Codec, bitstream: Bitstream, original: np.ndarray,
                   pristine: Any) -> float:
-        """The machine's primary fidelity on the decoded picture at the original size."""
+        """The machine's primary fidelity on the decoded picture, read at its coded size: the
+        machine resamples it to its input itself, and the original-size picture a decoder
+        restores differs from that only by the resampling filters; skipping the round trip
+        through the original size halves the cost."""
         decoded = codec.decode(bitstream)
-        height, width = original.shape[:2]
-        if decoded.shape[:2] != (height, width):
-            decoded = resize(decoded, width, height)
         scores = self.machine.fidelity(pristine, self.machine.predict([decoded])[0])
         return float(scores[self.machine.primary])
 
@@ -265,7 +280,7 @@ class MachineAllocator:
                 self._weights.clear()
             parts = self.machine.torch_parts()
             if parts is not None:
-                forward, kind = _torch_output(parts)
+                forward, kind = machine_output(parts)
                 pixel = fisher_diagonal(forward, image, output=kind, probes=self.probes)
                 self._weights[key] = block_weights(pixel, self.block)
             else:
@@ -277,6 +292,25 @@ class MachineAllocator:
 
         provider = get_importance(self.machine.default_importance())
         return MAP_FLOOR + (1 - MAP_FLOOR) * provider.compute(image, self.block).values
+
+
+def candidate_grid(shape: tuple[int, int], block: int) -> tuple[int, int]:
+    from icm.importance.maps import grid_shape
+
+    return grid_shape(shape[0], shape[1], block)
+
+
+def _resampled(weights: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Block weights carried to a smaller picture's grid (area-weighted), unread stays 0:
+    the machine reads the same content there, so its Fisher map need not be recomputed."""
+    from PIL import Image
+
+    rows, cols = grid
+    picture = Image.fromarray(weights.astype(np.float32), mode="F")
+    carried = np.asarray(picture.resize((cols, rows), Image.Resampling.BOX), dtype=np.float64)
+    unread = np.asarray(Image.fromarray((weights == 0).astype(np.float32), mode="F")
+                        .resize((cols, rows), Image.Resampling.BOX)) > 0.5
+    return np.where(unread, 0.0, np.maximum(carried, 0.0))
 
 
 def _content_key(image: np.ndarray) -> str:
@@ -313,13 +347,6 @@ def allocation_prefilter(image: np.ndarray, offsets: np.ndarray, block: int) -> 
     keep = np.clip(2.0 ** (-np.maximum(offsets, 0) / 6.0), 0, 1).astype(np.float32)
     base = ImportanceMap(np.ones(offsets.shape, np.float32), block, width, height, "for")
     return prefilter(image, with_values(base, values=keep), COARSE_BLUR)
-
-
-def _torch_output(parts: Any) -> tuple[Any, str]:
-    """The differentiable output whose distortion the machine's fidelity reads."""
-    if parts.logits is not None:
-        return (lambda x: parts.logits(parts.module, parts.prepare(x))), "logits"
-    return parts.features_of, "features"
 
 
 def _block_pixels(shape: tuple[int, int], block: int) -> np.ndarray:

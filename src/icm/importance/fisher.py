@@ -116,3 +116,11 @@ def block_weights(
     energy = block_means(error.sum(axis=2), block)
     coded = energy > 1e-9
     return np.where(coded, weighted / np.where(coded, energy, 1.0), plain)
+
+
+def machine_output(parts: Any) -> tuple[Callable[[Any], Any], OutputKind]:
+    """The forward function and output kind of a machine's ``TorchParts``: its logits where it
+    has them (a classifier's fidelity reads probabilities), else its features."""
+    if parts.logits is not None:
+        return (lambda x: parts.logits(parts.module, parts.prepare(x))), "logits"
+    return parts.features_of, "features"

@@ -365,8 +365,9 @@ class ClassifyMachine(Machine):
         return getattr(self.backend, "torch_parts", lambda: None)()
 
     def default_importance(self) -> str:
-        """Feature sensitivity for torch back-ends; model-free saliency for the ncnn one."""
-        return f"sensitivity={self.name}" if hasattr(self.backend, "torch_parts") else "saliency"
+        """The Fisher diagonal for torch back-ends (what ``for`` allocates by); model-free
+        saliency for the ncnn one."""
+        return f"fisher={self.name}" if hasattr(self.backend, "torch_parts") else "saliency"
 
     def tag(self, image: np.ndarray, count: int) -> tuple[str, list[int]] | None:
         """Top-``count`` ImageNet class ids (vocabulary ``in1k``: 1000 ids, 10 bits each)."""

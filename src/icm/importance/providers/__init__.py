@@ -3,6 +3,7 @@
 from icm.importance.providers import (  # noqa: F401  (each module registers its providers)
     clip,
     detections,
+    fisher,
     saliency,
     sensitivity,
     text,
