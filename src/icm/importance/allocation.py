@@ -96,12 +96,12 @@ MAP_FLOOR = 0.05
 #: blur sigmas (px) of the prefilter route, for unread blocks and for coarsened ones
 UNREAD_BLUR, COARSE_BLUR = 6.0, 2.0
 #: the coded sizes ``for`` weighs against each other, as fractions of the machine's input size
-SCALES = (1.0, 0.75)
+SCALES = (1.0, 0.75, 0.6)
 #: real encodes the rate match of a smaller candidate may spend, and how far from the level it
 #: looks: 8 QP finer (a 0.75x picture needs about 3-5 QP finer for the same bits), or up to
 #: twice the quality on quality knobs
 MATCH_ENCODES, MATCH_QP_SPAN = 3, 8
-ALLOCATION_VERSION = "rd2"
+ALLOCATION_VERSION = "rd3"
 
 
 @dataclass
