@@ -95,6 +95,9 @@ def qp_bounds(level_value: float, lowest: float, highest: float) -> tuple[int, i
 MAP_FLOOR = 0.05
 #: blur sigmas (px) of the prefilter route, for unread blocks and for coarsened ones
 UNREAD_BLUR, COARSE_BLUR = 6.0, 2.0
+#: offsets never go below 0 (finer than the level): measured on CBSD68, the bare two-sided
+#: rule spends more on the blocks it refines than it saves (``benchmarks/for_tuning.py``)
+ONE_SIDED = True
 #: the coded sizes ``for`` weighs against each other, as fractions of the machine's input size
 SCALES = (1.0, 0.75, 0.6)
 #: real encodes the rate match of a smaller candidate may spend, and how far from the level it
@@ -180,8 +183,9 @@ class MachineAllocator:
         level = level or codec.ladder[len(codec.ladder) // 2]
         if weights is None:
             weights = self._block_weights(image)
-        _, coarsest = codec.delta_qp_bounds(codec.knob.parse(level, codec.name))
-        offsets = rd_offsets(weights, coarsest=coarsest, finest=0, strength=self.strength,
+        finest, coarsest = codec.delta_qp_bounds(codec.knob.parse(level, codec.name))
+        offsets = rd_offsets(weights, coarsest=coarsest, finest=0 if ONE_SIDED else finest,
+                             strength=self.strength,
                              pixels=_block_pixels(image.shape[:2], self.block))
         takes = codec.takes_delta_qp(codec.resolve_options(options))
         read = weights > 0

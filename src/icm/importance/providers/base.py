@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -44,3 +44,38 @@ class ImportanceProvider(ABC):
     def fingerprint(self) -> str:
         """What identifies the map this provider makes (its name, plus model weights if any)."""
         return self.full_name
+
+
+class MachineProvider(ImportanceProvider):
+    """A provider whose argument names the machine it asks (``sensitivity=classify``,
+    ``detections=detect:nanodet``): the machine loads on first use, and the provider cannot
+    run where the machine cannot, or where the machine lacks what :meth:`lacks` checks."""
+
+    def __init__(self, argument: str | None = None) -> None:
+        super().__init__(argument)
+        self._machine: Any = None
+
+    @classmethod
+    def unavailable_reason(cls, argument: str | None) -> str | None:
+        from icm.machines import MACHINES, UnknownMachineError, parse_machine
+
+        try:
+            spec = parse_machine(argument or cls.default_argument or "")
+        except UnknownMachineError as error:
+            return str(error)
+        family = MACHINES.get(spec.family)
+        if family is None:
+            return f"unknown machine family {spec.family!r}"
+        return cls.lacks(family, spec) or family.unavailable_reason(spec)
+
+    @classmethod
+    def lacks(cls, family: type, spec: Any) -> str | None:
+        """Why this machine family cannot serve the provider at all (None: it can)."""
+        return None
+
+    def machine(self) -> Any:
+        if self._machine is None:
+            from icm.machines import get_machine
+
+            self._machine = get_machine(self.argument or self.default_argument or "")
+        return self._machine

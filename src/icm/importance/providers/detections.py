@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from icm.importance.maps import DEFAULT_BLOCK, ImportanceMap, grid_shape
-from icm.importance.providers.base import ImportanceProvider
+from icm.importance.providers.base import MachineProvider
 from icm.importance.registry import register_importance
 
 DEFAULT_MACHINE = "detect:nanodet"
@@ -57,38 +57,18 @@ MARGIN = 0.15
 
 
 @register_importance
-class DetectionsProvider(ImportanceProvider):
+class DetectionsProvider(MachineProvider):
     name = "detections"
     summary = "boxes of a detector's own detections (score >= 0.2, +15 % margin), by score"
     argument_help = "MACHINE (a detector, e.g. detect:nanodet)"
     default_argument = DEFAULT_MACHINE
     install_hint = "pip install 'icm[detect]' and put nanodet_m.param/.bin in $ICM_MODELS_DIR/ncnn"
 
-    def __init__(self, argument: str | None = None) -> None:
-        super().__init__(argument)
-        self._machine: Any = None
-
     @classmethod
-    def unavailable_reason(cls, argument: str | None) -> str | None:
-        from icm.machines import MACHINES, UnknownMachineError, parse_machine
-
-        try:
-            spec = parse_machine(argument or DEFAULT_MACHINE)
-        except UnknownMachineError as error:
-            return str(error)
-        family = MACHINES.get(spec.family)
-        if family is None:
-            return f"unknown machine family {spec.family!r}"
+    def lacks(cls, family: type, spec: Any) -> str | None:
         if not callable(getattr(family, "detect", None)):
             return f"machine {spec} is not a detector (it has no detect())"
-        return family.unavailable_reason(spec)
-
-    def machine(self) -> Any:
-        if self._machine is None:
-            from icm.machines import get_machine
-
-            self._machine = get_machine(self.argument or DEFAULT_MACHINE)
-        return self._machine
+        return None
 
     def compute(self, image: np.ndarray, block: int = DEFAULT_BLOCK) -> ImportanceMap:
         height, width = image.shape[:2]

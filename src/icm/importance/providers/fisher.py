@@ -9,8 +9,6 @@ the machine never reads stay exactly 0.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from icm.importance.fisher import (
@@ -20,33 +18,17 @@ from icm.importance.fisher import (
     machine_output,
 )
 from icm.importance.maps import DEFAULT_BLOCK, ImportanceMap
-from icm.importance.providers.base import ImportanceProvider
 from icm.importance.providers.sensitivity import DEFAULT_MACHINE, SensitivityProvider
 from icm.importance.registry import UnknownImportanceError, register_importance
 
 
 @register_importance
-class FisherProvider(ImportanceProvider):
+class FisherProvider(SensitivityProvider):
     name = "fisher"
     summary = "the machine's output curvature per block (Fisher diagonal, second order)"
     argument_help = "MACHINE (a machine with torch parts, e.g. classify:efficientnet-lite0)"
     default_argument = DEFAULT_MACHINE
     install_hint = "pip install 'icm[bench]' (torch + EfficientNet-Lite0)"
-
-    def __init__(self, argument: str | None = None) -> None:
-        super().__init__(argument)
-        self._machine: Any = None
-
-    @classmethod
-    def unavailable_reason(cls, argument: str | None) -> str | None:
-        return SensitivityProvider.unavailable_reason(argument)
-
-    def machine(self) -> Any:
-        if self._machine is None:
-            from icm.machines import get_machine
-
-            self._machine = get_machine(self.argument or DEFAULT_MACHINE)
-        return self._machine
 
     def compute(self, image: np.ndarray, block: int = DEFAULT_BLOCK) -> ImportanceMap:
         parts = self.machine().torch_parts()

