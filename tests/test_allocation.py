@@ -163,8 +163,10 @@ def test_for_keeps_the_size_the_machine_reads_best_at_equal_bits(cat):
     from icm.importance.allocation import SCALES
 
     assert [t["scale"] for t in tried] == list(SCALES)
-    assert all(t["bytes"] <= tried[0]["bytes"] for t in tried)  # rate-matched: never more
-    kept = max(tried, key=lambda t: (t["fidelity"], -t["scale"]))
+    coded = [t for t in tried if not t.get("skipped")]
+    assert all(t["bytes"] <= tried[0]["bytes"] for t in coded)  # rate-matched: never more
+    assert all(t["ceiling"] <= tried[0]["fidelity"] for t in tried if t.get("skipped"))
+    kept = max(coded, key=lambda t: (t["fidelity"], -t["scale"]))
     assert encoded.bitstream.level == kept["level"]
     assert len(encoded.bitstream.data) == kept["bytes"]  # the chosen encode, not a new one
     header, _ = container.unpack(encoded.data)

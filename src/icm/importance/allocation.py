@@ -104,7 +104,7 @@ SCALES = (1.0, 0.75, 0.6)
 #: looks: 8 QP finer (a 0.75x picture needs about 3-5 QP finer for the same bits), or up to
 #: twice the quality on quality knobs
 MATCH_ENCODES, MATCH_QP_SPAN = 3, 8
-ALLOCATION_VERSION = "rd3"
+ALLOCATION_VERSION = "rd4"
 
 
 @dataclass
@@ -142,6 +142,7 @@ class MachineAllocator:
         self.probes = probes
         self._weights: dict[str, np.ndarray] = {}
         self._pristine: tuple[str, Any] | None = None
+        self._ceilings: dict[str, float] = {}
 
     @property
     def differentiable(self) -> bool:
@@ -212,6 +213,9 @@ class MachineAllocator:
         candidate is rate-matched to it (the largest file not above its bits, by rate
         control), both are decoded and read by the machine at the original size, and the one
         whose output is closer to the pristine output is kept; ties keep the full size.
+        A smaller size whose uncoded picture already reads worse than the first encode (its
+        ceiling, one machine pass per photo and size) cannot win and is not tried: at fine
+        levels that skips the search.
         """
         pristine = self._pristine_output(original)
         bitstream = self._encode(codec, first, level, options)
@@ -222,6 +226,10 @@ class MachineAllocator:
         height, width = first.image.shape[:2]
         for scale in self.scales[1:]:
             small = resize(original, max(1, round(width * scale)), max(1, round(height * scale)))
+            ceiling = self._ceiling(small, original, pristine)
+            if ceiling <= best_fidelity:
+                tried.append({"scale": scale, "ceiling": round(ceiling, 4), "skipped": True})
+                continue
             candidate = self.plan(small, codec, level, options, weights=_resampled(
                 first.weights, candidate_grid(small.shape[:2], self.block)))
             matched = self._rate_matched(codec, candidate, level, len(bitstream.data), options)
@@ -268,6 +276,16 @@ class MachineAllocator:
         decoded = codec.decode(bitstream)
         scores = self.machine.fidelity(pristine, self.machine.predict([decoded])[0])
         return float(scores[self.machine.primary])
+
+    def _ceiling(self, small: np.ndarray, original: np.ndarray, pristine: Any) -> float:
+        """The machine's fidelity on the uncoded smaller picture, kept per photo and size."""
+        key = _content_key(original) + str(small.shape)
+        if key not in self._ceilings:
+            if len(self._ceilings) >= 8:
+                self._ceilings.clear()
+            scores = self.machine.fidelity(pristine, self.machine.predict([small])[0])
+            self._ceilings[key] = float(scores[self.machine.primary])
+        return self._ceilings[key]
 
     def _pristine_output(self, original: np.ndarray) -> Any:
         key = _content_key(original)
