@@ -4,8 +4,9 @@ Each variant is ``+for=classify`` with one choice changed, against ``+fit=classi
 same photos and levels, for EfficientNet-Lite0: BD-rate on the mean curves at equal KL, top-5
 overlap and probability overlap, and the encode time relative to ``+fit``. Variants:
 
-* ``scales=1``, ``scales=1,0.75``, ``scales=1,0.75,0.6``: which coded sizes are weighed;
-* ``strength=S``: the multiplier on the derived offsets (``+for=classify~S``);
+* ``scales=1``, ``scales=1,0.75,0.6``, ``scales=1,0.75,0.6,0.5``: which coded sizes are
+  weighed (the default is the last; ``scales=1`` is the allocation alone);
+* ``strength=1``: the bare derivation's offsets instead of half of them (``+for=classify~1``);
 * ``two-sided``: offsets allowed below 0 (finer than the level), as the bare derivation says.
 
     python benchmarks/for_tuning.py [--codec hevc-kvazaar] [--images 24:40] [--variants ...]
@@ -41,14 +42,14 @@ LEVELS = {
     "hevc-kvazaar": [f"qp{q}" for q in (27, 31, 35, 39, 43, 47, 51)],
     "jpeg": [f"q{q}" for q in (5, 8, 12, 18, 26, 36, 50)],
 }
-VARIANTS = ("scales=1", "scales=1,0.75", "scales=1,0.75,0.6", "strength=0.25",
-            "strength=1", "two-sided")
+VARIANTS = ("scales=1", "scales=1,0.75,0.6", "scales=1,0.75,0.6,0.5", "two-sided",
+            "strength=1")
 SCORES = {"kl": -1, "top5_overlap": 2, "prob_overlap": 3}  # column; KL negated (lower better)
 
 
 def configure(variant: str) -> str:
     """Set the module defaults a variant changes; return the tool text it uses."""
-    allocation.SCALES = (1.0, 0.75, 0.6)
+    allocation.SCALES = (1.0, 0.75, 0.6, 0.5)
     allocation.ONE_SIDED = True
     tool = "+for=classify"
     name, _, value = variant.partition("=")

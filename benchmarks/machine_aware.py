@@ -3,8 +3,6 @@
 Runs of the real ``icm bench`` machinery (resumable: re-running only finishes what is missing),
 each point a standard bitstream whose every byte counts:
 
-* ``strength`` (tuning, never the test photos): CBSD68 x {hevc-kvazaar, jpeg} x
-  {+fit, +for~0.25, +for~0.5, +for~1} x classify -> the default strength of the ``for`` rule;
 * ``classify``: Kodak (24) x {hevc-kvazaar, av1, jpeg, vvc} x {plain, +fit=classify,
   +for=classify} x classify:efficientnet-lite0 (probability overlap, top-5 overlap, KL);
 * ``detect``: Kodak x the same codecs x {plain, +fit=detect, +for=detect} x detect:nanodet
@@ -21,7 +19,9 @@ full resolution, vs plain, dB) and the encode-time ratio vs plain. Writes
 ``benchmarks/results/machine_aware.json`` and ``machine_aware.png``; reports land in each run
 folder.
 
-    python benchmarks/machine_aware.py [--stages strength,classify,detect,ocr,overhead]
+    python benchmarks/machine_aware.py [--stages classify,detect,ocr,overhead]
+
+The defaults of ``for`` were chosen on CBSD68, never on these photos: ``for_tuning.py``.
 
 ``overhead`` times ``encode_image`` in-process (4 Kodak photos, every level of the ladder in
 turn as a benchmark encodes them, models warm): what ``for`` costs per encode on a quiet
@@ -50,7 +50,6 @@ from icm.metrics import bd_metric
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
 KODAK = SHARED / "kodak"
-TUNING = SHARED / "cbsd68"
 
 # Ten levels per codec, wide enough that fitted (much smaller) images overlap the plain curve.
 LEVELS = {
@@ -63,16 +62,7 @@ CODECS = tuple(LEVELS)
 CLASSIFY = "classify:efficientnet-lite0"
 #: beside the primary: top-5 overlap and KL (negated: BD curves rise with rate)
 SECONDARY = {CLASSIFY: ("top5_overlap", "-kl")}
-STRENGTHS = (0.25, 0.5, 1.0)
 STAGES = {
-    "strength": {
-        "machines": (CLASSIFY,),
-        "images": str(TUNING),
-        "codecs": ("hevc-kvazaar", "jpeg"),
-        "tools": ("+fit=classify", *(f"+for=classify~{s:g}" for s in STRENGTHS)),
-        "limit": 24,
-        "anchor_tool": "+fit=classify",
-    },
     "classify": {"machines": (CLASSIFY,), "tools": ("", "+fit=classify", "+for=classify")},
     "detect": {"machines": ("detect:nanodet",), "tools": ("", "+fit=detect", "+for=detect")},
     "ocr": {"machines": ("ocr:rapidocr",), "images": "samples",
@@ -90,7 +80,7 @@ def run_stage(name: str, stage: dict, runs: Path, kodak: Path, workers: int) -> 
     config = BenchConfig(
         images=stage.get("images", str(kodak)), codecs=points_for(stage), views=1,
         machines=stage["machines"], out=runs / f"machine_aware_{name}", workers=workers,
-        limit=stage.get("limit", 0), anchor=codecs[0] + stage.get("anchor_tool", ""),
+        anchor=codecs[0],
     )
     start = time.perf_counter()
     outcome = run_bench(config, _progress(name))
@@ -236,7 +226,7 @@ def plot(saved: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(name, stage) for name, stage in saved["stages"].items() if name != "strength"]
+    panels = list(saved["stages"].items())
     if not panels:
         return
     figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
@@ -265,7 +255,7 @@ def plot(saved: dict, path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stages", default="strength,classify,detect,ocr,overhead")
+    parser.add_argument("--stages", default="classify,detect,ocr,overhead")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=HERE / "runs")
     parser.add_argument("--kodak", type=Path, default=KODAK)

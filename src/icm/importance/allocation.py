@@ -99,12 +99,12 @@ UNREAD_BLUR, COARSE_BLUR = 6.0, 2.0
 #: rule spends more on the blocks it refines than it saves (``benchmarks/for_tuning.py``)
 ONE_SIDED = True
 #: the coded sizes ``for`` weighs against each other, as fractions of the machine's input size
-SCALES = (1.0, 0.75, 0.6)
+SCALES = (1.0, 0.75, 0.6, 0.5)
 #: real encodes the rate match of a smaller candidate may spend, and how far from the level it
 #: looks: 8 QP finer (a 0.75x picture needs about 3-5 QP finer for the same bits), or up to
 #: twice the quality on quality knobs
 MATCH_ENCODES, MATCH_QP_SPAN = 3, 8
-ALLOCATION_VERSION = "rd4"
+ALLOCATION_VERSION = "rd5"
 
 
 @dataclass
