@@ -206,3 +206,19 @@ def test_fisher_provider_keeps_ratios_and_zeros(cat):
     values = importance.values
     assert values.max() == 1.0 and np.all(values[:, 0] == 0) and np.all(values[:, -1] == 0)
     assert 0 < np.median(values[:, 5:15]) < 1  # not stretched to [0, 1] by percentiles
+
+
+def test_for_ocr_is_the_fit_where_offsets_measured_worse(photo):
+    from icm.codecs import get_codec
+    from icm.importance.allocation import MachineAllocator
+    from icm.machines import MACHINES, parse_machine
+
+    spec = parse_machine("ocr:rapidocr")
+    reason = MACHINES[spec.family].unavailable_reason(spec)
+    if reason:
+        pytest.skip(f"ocr:rapidocr: {reason}")
+    allocator = MachineAllocator("ocr:rapidocr")
+    assert allocator.strength == 0.0 and allocator.scales == (1.0,)
+    plan = allocator.plan(photo, get_codec("jpeg"), "q40", {})
+    assert np.all(plan.offsets == 0) and np.array_equal(plan.image, photo)
+    assert MachineAllocator("ocr:rapidocr", strength=1.0).strength == 1.0  # ~S still rules

@@ -152,10 +152,9 @@ def test_the_allocator_takes_the_fisher_route_for_clip(weights, photo):
     allocator = MachineAllocator(f"clip:{TINY}@{weights}", block=16, probes=8)
     assert allocator.differentiable
     assert allocator.source() == "fisher8"
-    pixel_weights, map_weights = allocator._machine_weights(photo)
-    assert map_weights is None and pixel_weights.shape == photo.shape
-    assert np.all(pixel_weights[:, :28] == 0) and pixel_weights[:, 32:160].min() > 0
     allocation = allocator.plan(photo, get_codec("jpeg"), None, {})
+    weights = allocation.weights  # per 16-px block: columns 0 and 11 are never read
+    assert weights.shape == (8, 12) and np.all(weights[:, 0] == 0) and weights[:, 2:10].min() > 0
     assert allocation.record["weights"] == "fisher8"
     # 12 block columns of 16: the first (0..15) and last (176..191) are beyond the reach
     assert allocation.record["unread_blocks"] == round(2 / 12, 4)

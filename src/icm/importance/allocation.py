@@ -98,6 +98,11 @@ UNREAD_BLUR, COARSE_BLUR = 6.0, 2.0
 #: offsets never go below 0 (finer than the level): measured on CBSD68, the bare two-sided
 #: rule spends more on the blocks it refines than it saves (``benchmarks/for_tuning.py``)
 ONE_SIDED = True
+#: machine families for which ``for`` measured better with other than the default strength
+#: (``benchmarks/machine_aware.py``): on the rendered documents, RapidOCR's text-map offsets
+#: cost 0.3-7% more bits than the fit alone at equal text agreement (a page is mostly text, and
+#: faint strokes the map misses lose more than the paper saves), so ``for=ocr`` is the fit
+MEASURED_STRENGTH = {"ocr": 0.0}
 #: the coded sizes ``for`` weighs against each other, as fractions of the machine's input size
 SCALES = (1.0, 0.75, 0.6, 0.5)
 #: real encodes the rate match of a smaller candidate may spend, and how far from the level it
@@ -137,7 +142,8 @@ class MachineAllocator:
         from icm.machines import get_machine
 
         self.machine = get_machine(machine)
-        self.strength = DEFAULT_STRENGTH if strength is None else strength
+        default = MEASURED_STRENGTH.get(self.machine.family, DEFAULT_STRENGTH)
+        self.strength = default if strength is None else strength
         self.block = block
         self.probes = probes
         self._weights: dict[str, np.ndarray] = {}
@@ -182,7 +188,9 @@ class MachineAllocator:
         """Offsets for ``image`` (already resampled) coded by ``codec`` at ``level``, from
         the machine's weights for it (computed unless given)."""
         level = level or codec.ladder[len(codec.ladder) // 2]
-        if weights is None:
+        if weights is None and self.strength == 0 and not self.differentiable:
+            weights = np.ones(candidate_grid(image.shape[:2], self.block))  # nothing to weigh
+        elif weights is None:
             weights = self._block_weights(image)
         finest, coarsest = codec.delta_qp_bounds(codec.knob.parse(level, codec.name))
         offsets = rd_offsets(weights, coarsest=coarsest, finest=0 if ONE_SIDED else finest,
