@@ -38,5 +38,9 @@ class CorruptContainerError(IcmError):
     """An ``.icm`` file failed its magic, length or CRC check."""
 
 
+class UndecodableError(IcmError):
+    """A bitstream its codec's decoder refuses, or whose picture is not what its header says."""
+
+
 class RateControlError(IcmError):
     """No level of the codec reaches the requested bitrate."""

@@ -16,7 +16,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from icm.errors import UnknownCodecError
+from icm.errors import IcmError, UndecodableError, UnknownCodecError
+
+#: the smallest side a codec may pad a picture to (SVT-AV1 pads to 32)
+MIN_CODED_SIDE = 32
 
 
 @dataclass(frozen=True)
@@ -205,13 +208,46 @@ class Codec(ABC):
         )
 
     def decode(self, bitstream: Bitstream) -> np.ndarray:
-        """Decode to RGB uint8 at the original ``width`` x ``height``."""
-        rgb = self._decode(bitstream.data)
+        """Decode to RGB uint8 at the original ``width`` x ``height``.
+
+        The picture must be the size the bitstream's record says, up to the padding this
+        codec adds when encoding (its block multiple; AV1's 32-px minimum): a file whose
+        header claims another size is refused, not cropped or stretched."""
+        rgb = self._checked_decode(bitstream.data)
+        height, width = rgb.shape[:2]
+        if not (_padded_fits(height, bitstream.height, self.pad_multiple)
+                and _padded_fits(width, bitstream.width, self.pad_multiple)):
+            raise UndecodableError(
+                f"{self.name} payload decodes to {width}x{height}, not the "
+                f"{bitstream.width}x{bitstream.height} its header gives")
         return np.ascontiguousarray(rgb[: bitstream.height, : bitstream.width, :3])
 
     def decode_raw(self, data: bytes) -> np.ndarray:
         """Decode a standard file's bytes at its coded size (raw files keep any padding)."""
-        return np.ascontiguousarray(self._decode(data)[..., :3])
+        return np.ascontiguousarray(self._checked_decode(data)[..., :3])
+
+    def _checked_decode(self, data: bytes) -> np.ndarray:
+        """``_decode``, with any decoder library's failure as one :class:`UndecodableError`.
+
+        This is the one place third-party decoders (Pillow, pillow_heif, PyAV, imagecodecs,
+        constriction...) are called from, so whatever they raise on hostile bytes becomes a
+        one-line error naming the codec, never a traceback.
+        """
+        try:
+            rgb = self._decode(data)
+        except IcmError as exc:  # our own wrappers: keep the type, make the message one line
+            exc.problem = _one_line(exc.problem)
+            exc.args = (exc.problem,)
+            raise
+        except MemoryError:
+            raise UndecodableError(f"{self.name} payload needs more memory than there is "
+                                   "to decode") from None
+        except Exception as exc:  # the boundary to third-party decoders
+            raise UndecodableError(f"{self.name} payload does not decode: "
+                                   f"{_one_line(exc)}") from None
+        if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] < 3:
+            raise UndecodableError(f"{self.name} payload does not decode to an RGB picture")
+        return rgb
 
     def resolve_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with the user's options, each checked against its choices."""
@@ -256,6 +292,18 @@ class Codec(ABC):
     def native_chroma(self, options: Mapping[str, Any]) -> str:
         """Chroma format used when the codec offers no choice (JPEG at its default is 4:2:0)."""
         return "420"
+
+
+def _padded_fits(decoded: int, recorded: int, multiple: int) -> bool:
+    """Whether a decoded side is the recorded one plus at most the encoder's padding."""
+    padded = -(-recorded // max(multiple, 1)) * max(multiple, 1)
+    return recorded <= decoded <= max(padded, MIN_CODED_SIDE)
+
+
+def _one_line(exc: BaseException) -> str:
+    """A library's message on one line, bounded: some span lines (libheif) or pages."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _describe_map(grid: np.ndarray) -> str:
