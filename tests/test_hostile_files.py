@@ -11,7 +11,7 @@ from tests.test_cli import assert_one_line_error, icm
 
 from icm import container
 from icm.codecs import get_codec, list_codecs
-from icm.errors import IcmError, UndecodableError
+from icm.errors import CorruptContainerError, IcmError, UndecodableError
 
 SPLICES = 24
 
@@ -86,3 +86,40 @@ def test_a_size_lie_in_an_icm_file_is_one_line_on_the_command_line(monkeypatch, 
     code, _, err = icm(monkeypatch, capsys, "decode", path, "-o", tmp_path / "out.png")
     assert_one_line_error(code, err, "lie.icm", "its header gives")
     assert not (tmp_path / "out.png").exists()
+
+
+def _packed_with_field(header, payload: bytes, tag: int, value: bytes) -> bytes:
+    """A CRC-valid ``.icm`` whose header carries ``tag`` = ``value`` verbatim (an attacker
+    recomputes the CRC)."""
+    import zlib
+
+    from icm.container.format import MAGIC, VERSION, _encode_fields, _varint
+
+    fields = dict(_encode_fields(header))
+    fields[tag] = value
+    body = b"".join(bytes([t]) + _varint(len(v)) + v for t, v in sorted(fields.items()))
+    out = bytearray(MAGIC) + bytes([VERSION]) + _varint(len(body)) + body
+    out += _varint(len(payload)) + payload
+    return bytes(out + zlib.crc32(out).to_bytes(4, "big"))
+
+
+@pytest.mark.parametrize("model", ["../../tmp/evil", "/etc/x", "Restore", "a b", "x" * 80])
+def test_a_restore_field_naming_a_path_is_refused_before_any_lookup(photo, model, monkeypatch,
+                                                                    capsys, tmp_path):
+    bitstream = get_codec("jpeg").encode(photo, "q50")
+    data = _packed_with_field(container.header_for(bitstream), bitstream.data,
+                              container.Field.RESTORE, f"{model};haze;0.5".encode())
+    with pytest.raises(CorruptContainerError, match="not a name"):
+        container.unpack(data)
+    path = tmp_path / "evil.icm"
+    path.write_bytes(data)
+    code, _, err = icm(monkeypatch, capsys, "decode", path, "-o", tmp_path / "out.png")
+    assert_one_line_error(code, err, "evil.icm", "not a name")
+
+
+def test_the_restorer_looks_names_up_among_shipped_models_only(photo):
+    pytest.importorskip("torch")
+    from icm.restore.api import RestoreModelError, restore_decoded
+
+    with pytest.raises(RestoreModelError, match="ships with this icm"):
+        restore_decoded(photo, "restore-../../x", "haze", 0.5)

@@ -51,8 +51,10 @@ tag    name      kind      value
 0x42   TAGS      optional  semantic side channel: vocabulary name (varint byte length, then
                            UTF-8), then zero or more label ids (varints) to the end of the value
 0x43   RESTORE   optional  restoration after decoding: UTF-8 ``MODEL;TYPE;STRENGTH``, the
-                           restorer to run on the decoded image (a model icm ships, e.g.
-                           ``restore-jpeg``), the degradation the encoder saw in the uncoded
+                           restorer to run on the decoded image (the name of a model icm
+                           ships, e.g. ``restore-jpeg``: ``[a-z0-9][a-z0-9_-]*``, never a
+                           path; a reader looks it up among its shipped models only), the
+                           degradation the encoder saw in the uncoded
                            image and its strength (``0..1``, empty when not known). A reader
                            that does not know the field shows the decoded image unrestored.
 0x44   RECIPE    optional  UTF-8: the machine-aware tools the encoder ran, as written in the
@@ -68,6 +70,7 @@ header fields. Any failure is a :class:`~icm.errors.CorruptContainerError` with 
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -106,6 +109,8 @@ CHROMA_CODES: Mapping[str, int] = MappingProxyType({"420": 0, "422": 1, "444": 2
 _CHROMA_NAMES = {code: name for name, code in CHROMA_CODES.items()}
 
 _MAX_VARINT = 2**64 - 1
+#: what a header may call a model or a degradation: a registered name, never a path
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _MAX_VARINT_BYTES = 10
 _MAX_SIDE = 2**32 - 1
 _MAX_BIT_DEPTH = 32
@@ -164,8 +169,9 @@ class PostRestore:
     def __post_init__(self) -> None:
         for value, what in ((self.model, "restore model"), (self.degradation, "degradation")):
             _check_text(value, what, empty_ok=False)
-            if ";" in value:
-                raise ValueError(f"{what} {_short(value)} may not contain ';'")
+            if not _NAME.fullmatch(value):
+                raise ValueError(f"{what} {_short(value)} is not a name (lower-case letters, "
+                                 "digits and '-', at most 64): a file names models, never paths")
         if self.strength is not None:
             if not isinstance(self.strength, int | float) or not 0 <= self.strength <= 1:
                 raise ValueError(f"restore strength {self.strength!r} is not in [0, 1]")

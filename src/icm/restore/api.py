@@ -162,11 +162,11 @@ def restore_decoded(rgb: np.ndarray, model: str, degradation: str,
     is nothing to undo) and given to a joint one as "unknown at strength 0", the condition it
     was trained to read as "coding artefacts only"."""
     check_rgb(rgb, "restore_decoded")
-    path = shipped_model_path(model)
-    if not path.is_file():
+    if model not in shipped_models():  # a name from a file: never joined into a path unchecked
         known = ", ".join(shipped_models())
-        raise RestoreModelError(f"no restoration model {model!r} ships with this icm "
+        raise RestoreModelError(f"no restoration model {model[:40]!r} ships with this icm "
                                 f"(it has: {known})")
+    path = shipped_model_path(model)
     if degradation == CLEAN:
         if not is_joint(path):
             return rgb.copy()
