@@ -5,8 +5,7 @@ Each architecture is one registered family whose level is CompressAI's quality i
 1-6 for cheng2020). Weights come from CompressAI's zoo (downloaded once into torch's hub cache,
 so a network is needed the first time) or, with ``-O weights=PATH``, from a local checkpoint of
 that architecture (a state dict, or a training checkpoint holding one under ``state_dict``);
-the rate is then the checkpoint's, and the level only labels the point. The decoder takes that
-checkpoint from ``$ICM_COMPRESSAI_WEIGHTS``, never from the file.
+the rate is then the checkpoint's, and the level only labels the point.
 
 Bitstreams are CompressAI's own rANS strings behind an 11-byte header (version, quality, the
 hyper-latent's shape, the first 4 bytes of the weights' hash so a stream is never decoded with
@@ -24,7 +23,6 @@ import contextlib
 import functools
 import hashlib
 import io
-import os
 import struct
 import warnings
 from collections.abc import Iterator, Mapping
@@ -43,8 +41,6 @@ ZOO = {"bmshj2018-factorized": 8, "bmshj2018-hyperprior": 8, "mbt2018-mean": 8,
        "mbt2018": 8, "cheng2020-anchor": 6, "cheng2020-attn": 6}
 VERSION = 1
 _HEADER = struct.Struct("<BBHH4s")
-#: the decoding side's local checkpoint for streams coded with ``-O weights=PATH``
-WEIGHTS_VARIABLE = "ICM_COMPRESSAI_WEIGHTS"
 INSTALL_HINT = ("pip install --no-deps compressai==1.2.8 einops pytorch-msssim torch-geometric "
                 "xxhash psutil pandas (see docs/learned.md)")
 
@@ -98,19 +94,10 @@ class CompressAICodec(Codec):
         return "444"  # full-resolution RGB in and out
 
     def decode(self, bitstream: Bitstream) -> np.ndarray:
-        """Decode with the zoo weights the stream's metric names, or with the local checkpoint
-        the *decoding side* names in ``$ICM_COMPRESSAI_WEIGHTS``: a file's own ``weights``
-        option only says that local weights were used, since a file never chooses which path a
-        decoder opens. The stream's weight hash then checks the pairing."""
+        """Decode with the weights the bitstream was encoded with (its options)."""
         params = bitstream.params
-        weights = ""
-        if str(params.get("weights", "")):
-            weights = os.environ.get(WEIGHTS_VARIABLE, "")
-            if not weights:
-                raise CodecUnavailableError(
-                    f"this {self.name} stream was coded with local weights; name the same "
-                    f"checkpoint on the decoding side: {WEIGHTS_VARIABLE}=PATH")
-        rgb = self._decode_with(bitstream.data, str(params.get("metric", "mse")), weights)
+        rgb = self._decode_with(bitstream.data, str(params.get("metric", "mse")),
+                                str(params.get("weights", "")))
         return np.ascontiguousarray(rgb[: bitstream.height, : bitstream.width])
 
     def _decode_with(self, data: bytes, metric: str, weights: str) -> np.ndarray:
