@@ -9,7 +9,6 @@ exactly zero on the pixels the centre crop drops and positive on the pixels it k
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from icm.machines.clip import ClipMachine, input_geometry
 open_clip = pytest.importorskip("open_clip")
 torch = pytest.importorskip("torch")
 
+from tests.clip_helpers import random_clip_checkpoint  # noqa: E402
 from tests.test_importance_clip import TINY, TINY_CONFIG  # noqa: E402
 
 #: prepare vs open_clip's PIL transform, after normalisation: PIL rounds each resampling pass
@@ -32,14 +32,7 @@ MATCH = 0.03
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("clip-fisher")
-    config = folder / f"{TINY}.json"
-    config.write_text(json.dumps(TINY_CONFIG))
-    open_clip.add_model_config(config)
-    torch.manual_seed(0)
-    path = folder / "random.bin"
-    torch.save(open_clip.create_model(TINY, pretrained=None).state_dict(), path)
-    return path
+    return random_clip_checkpoint(tmp_path_factory.mktemp("clip-fisher"), TINY, TINY_CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,8 @@ open_clip = pytest.importorskip("open_clip")
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from tests.clip_helpers import random_clip_checkpoint  # noqa: E402
+
 TINY_CLIP = "icm-test-tiny-clip"
 TINY_CLIP_CONFIG = {
     "embed_dim": 16,
@@ -55,15 +57,8 @@ def noise(photo: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def clip_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny open_clip CLIP, registered as an architecture, saved as a bare state dict."""
-    folder = tmp_path_factory.mktemp("clip")
-    config = folder / f"{TINY_CLIP}.json"
-    config.write_text(json.dumps(TINY_CLIP_CONFIG))
-    open_clip.add_model_config(config)
-    torch.manual_seed(0)
-    model = open_clip.create_model(TINY_CLIP, pretrained=None)
-    path = folder / "open_clip_pytorch_model.bin"
-    torch.save(model.state_dict(), path)
-    return path
+    return random_clip_checkpoint(tmp_path_factory.mktemp("clip"), TINY_CLIP, TINY_CLIP_CONFIG,
+                                  "open_clip_pytorch_model.bin")
 
 
 @pytest.fixture(scope="module")
