@@ -15,10 +15,11 @@ order they run whatever order they are written in:
 ``for=MACHINE[~STRENGTH]``
     icm's recipe for that machine (:mod:`icm.importance.allocation`): fit to its input, then
     spend each block's bits by the rate-distortion-optimal rule on the machine's own weights
-    (the Fisher diagonal of a differentiable machine, :mod:`icm.importance.fisher`, weighted by
-    this codec's residual at this level; the machine's own map for the others). Codecs that
-    take per-block offsets get them; the others get a prefilter. ``STRENGTH`` multiplies the
-    derived offsets (1 by default). Replaces ``fit`` and importance maps in the same point.
+    (the Fisher diagonal of a differentiable machine, :mod:`icm.importance.fisher`; the
+    machine's own map for the others), and keep a smaller coded size where the machine reads
+    it better at the same bits. Codecs that take per-block offsets get them; the others get a
+    prefilter. ``STRENGTH`` multiplies the derived offsets (0.5 by default, 0 for OCR).
+    Replaces ``fit`` and importance maps in the same point.
 ``tags[=MACHINE][~K]``
     the machine's top-K labels as ids in the container's semantic side channel (default
     ``classify``, K = 3).
@@ -233,8 +234,7 @@ class Recipe:
         height, width = plan.image.shape[:2]
         if (height, width) != original_shape:
             prepared.resample = Resample(width, height, RESAMPLE_FILTER)
-        if plan.route == "delta-qp":
-            prepared.options["delta_qp"] = plan.offsets
+        prepared.options = plan.coding_options(prepared.options)
         prepared.bitstream = plan.bitstream
         prepared.importance = plan.importance(allocator.block, str(self.target))
         prepared.applier, prepared.strength = plan.route, allocator.strength

@@ -30,20 +30,15 @@ allows. Offsets are rounded, then clipped to the codec's QP range; the encoder's
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from icm.image.datasets import content_hash
 from icm.image.resample import resize
-from icm.importance.fisher import (
-    DEFAULT_PROBES,
-    block_weights,
-    fisher_diagonal,
-    machine_output,
-)
-from icm.importance.maps import DEFAULT_BLOCK, ImportanceMap
+from icm.importance.fisher import DEFAULT_PROBES, machine_block_weights
+from icm.importance.maps import DEFAULT_BLOCK, ImportanceMap, grid_shape
 
 if TYPE_CHECKING:
     from icm.codecs import Bitstream, Codec
@@ -84,11 +79,6 @@ def rd_offsets(
     return offsets
 
 
-def qp_bounds(level_value: float, lowest: float, highest: float) -> tuple[int, int]:
-    """(finest, coarsest) offsets around a QP level inside the codec's ``lowest..highest``."""
-    return int(np.floor(lowest - level_value)), int(np.ceil(highest - level_value))
-
-
 # -- the for=MACHINE recipe ------------------------------------------------------------------
 #: a block a map-based machine's map calls unimportant still counts this much of the most
 #: important one: maps miss things, and an offset of 3 * log2(1 / 0.05) = +13 QP is coarse enough
@@ -122,6 +112,11 @@ class Allocation:
     image: np.ndarray  # the pixels to code (prefiltered on that route)
     record: dict[str, Any] = field(default_factory=dict)
     bitstream: Bitstream | None = None  # the chosen encode, when choosing needed one
+
+    def coding_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The encoder options this plan codes with: ``options`` plus its offsets where the
+        codec takes them (the prefilter route has already put them in the pixels)."""
+        return {**options, "delta_qp": self.offsets} if self.route == "delta-qp" else options
 
     def importance(self, block: int, provider: str) -> ImportanceMap:
         """The weights as a map in [0, 1] (ratios kept, 1 = the heaviest block), for records."""
@@ -189,7 +184,7 @@ class MachineAllocator:
         the machine's weights for it (computed unless given)."""
         level = level or codec.ladder[len(codec.ladder) // 2]
         if weights is None and self.strength == 0 and not self.differentiable:
-            weights = np.ones(candidate_grid(image.shape[:2], self.block))  # nothing to weigh
+            weights = np.ones(grid_shape(*image.shape[:2], self.block))  # nothing to weigh
         elif weights is None:
             weights = self._block_weights(image)
         finest, coarsest = codec.delta_qp_bounds(codec.knob.parse(level, codec.name))
@@ -225,8 +220,9 @@ class MachineAllocator:
         ceiling, one machine pass per photo and size) cannot win and is not tried: at fine
         levels that skips the search.
         """
-        pristine = self._pristine_output(original)
-        bitstream = self._encode(codec, first, level, options)
+        key = content_hash(original)
+        pristine = self._pristine_output(original, key)
+        bitstream = codec.encode(first.image, level, **first.coding_options(options))
         first.bitstream = bitstream
         best, best_fidelity = first, self._fidelity(codec, bitstream, original, pristine)
         tried = [{"scale": 1.0, "level": level, "bytes": len(bitstream.data),
@@ -234,12 +230,12 @@ class MachineAllocator:
         height, width = first.image.shape[:2]
         for scale in self.scales[1:]:
             small = resize(original, max(1, round(width * scale)), max(1, round(height * scale)))
-            ceiling = self._ceiling(small, original, pristine)
+            ceiling = self._ceiling(small, key, pristine)
             if ceiling <= best_fidelity:
                 tried.append({"scale": scale, "ceiling": round(ceiling, 4), "skipped": True})
                 continue
             candidate = self.plan(small, codec, level, options, weights=_resampled(
-                first.weights, candidate_grid(small.shape[:2], self.block)))
+                first.weights, grid_shape(*small.shape[:2], self.block)))
             matched = self._rate_matched(codec, candidate, level, len(bitstream.data), options)
             if matched is None:
                 continue
@@ -252,11 +248,6 @@ class MachineAllocator:
         best.record["scale_choice"] = tried
         return best
 
-    def _encode(self, codec: Codec, plan: Allocation, level: str,
-                options: dict[str, Any]) -> Bitstream:
-        extra = {"delta_qp": plan.offsets} if plan.route == "delta-qp" else {}
-        return codec.encode(plan.image, level, **options, **extra)
-
     def _rate_matched(self, codec: Codec, plan: Allocation, level: str, size: int,
                       options: dict[str, Any]) -> Bitstream | None:
         """The smaller picture's largest file not above ``size`` bytes, searched from the
@@ -265,13 +256,13 @@ class MachineAllocator:
         from icm.errors import RateControlError
 
         height, width = plan.image.shape[:2]
-        extra = {"delta_qp": plan.offsets} if plan.route == "delta-qp" else {}
         value = codec.knob.parse(level, codec.name)
         finer = 2 * value + 10 if codec.knob.rate_rises else value - MATCH_QP_SPAN
         window = (value, finer) if codec.knob.integer else None
         try:
             return encode_to_bpp(codec, plan.image, 8 * size / (width * height), window=window,
-                                 max_encodes=MATCH_ENCODES, **options, **extra).bitstream
+                                 max_encodes=MATCH_ENCODES,
+                                 **plan.coding_options(options)).bitstream
         except RateControlError:  # even its coarsest level is bigger: no candidate
             return None
 
@@ -285,9 +276,9 @@ class MachineAllocator:
         scores = self.machine.fidelity(pristine, self.machine.predict([decoded])[0])
         return float(scores[self.machine.primary])
 
-    def _ceiling(self, small: np.ndarray, original: np.ndarray, pristine: Any) -> float:
+    def _ceiling(self, small: np.ndarray, original_key: str, pristine: Any) -> float:
         """The machine's fidelity on the uncoded smaller picture, kept per photo and size."""
-        key = _content_key(original) + str(small.shape)
+        key = original_key + str(small.shape)
         if key not in self._ceilings:
             if len(self._ceilings) >= 8:
                 self._ceilings.clear()
@@ -295,8 +286,7 @@ class MachineAllocator:
             self._ceilings[key] = float(scores[self.machine.primary])
         return self._ceilings[key]
 
-    def _pristine_output(self, original: np.ndarray) -> Any:
-        key = _content_key(original)
+    def _pristine_output(self, original: np.ndarray, key: str) -> Any:
         if self._pristine is None or self._pristine[0] != key:
             self._pristine = (key, self.machine.predict([original])[0])
         return self._pristine[1]
@@ -304,15 +294,14 @@ class MachineAllocator:
     def _block_weights(self, image: np.ndarray) -> np.ndarray:
         """Per-block weights: the Fisher diagonal's block means for a differentiable machine,
         the machine's own map (floored) for the others. Kept per pixel content."""
-        key = _content_key(image)
+        key = content_hash(image)
         if key not in self._weights:
             if len(self._weights) >= 4:  # one image's scales at a time
                 self._weights.clear()
             parts = self.machine.torch_parts()
             if parts is not None:
-                forward, kind = machine_output(parts)
-                pixel = fisher_diagonal(forward, image, output=kind, probes=self.probes)
-                self._weights[key] = block_weights(pixel, self.block)
+                self._weights[key] = machine_block_weights(parts, image, self.block,
+                                                           self.probes)
             else:
                 self._weights[key] = self._map_weights(image)
         return self._weights[key]
@@ -322,12 +311,6 @@ class MachineAllocator:
 
         provider = get_importance(self.machine.default_importance())
         return MAP_FLOOR + (1 - MAP_FLOOR) * provider.compute(image, self.block).values
-
-
-def candidate_grid(shape: tuple[int, int], block: int) -> tuple[int, int]:
-    from icm.importance.maps import grid_shape
-
-    return grid_shape(shape[0], shape[1], block)
 
 
 def _resampled(weights: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
@@ -341,10 +324,6 @@ def _resampled(weights: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     unread = np.asarray(Image.fromarray((weights == 0).astype(np.float32), mode="F")
                         .resize((cols, rows), Image.Resampling.BOX)) > 0.5
     return np.where(unread, 0.0, np.maximum(carried, 0.0))
-
-
-def _content_key(image: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() + str(image.shape)
 
 
 def blur_unread(image: np.ndarray, unread: np.ndarray, block: int) -> np.ndarray:
@@ -381,8 +360,6 @@ def allocation_prefilter(image: np.ndarray, offsets: np.ndarray, block: int) -> 
 
 def _block_pixels(shape: tuple[int, int], block: int) -> np.ndarray:
     """Pixels in each block; partial edge blocks count only their own."""
-    from icm.importance.maps import grid_shape
-
     height, width = shape
     rows, cols = grid_shape(height, width, block)
     heights = np.minimum(block, height - block * np.arange(rows))

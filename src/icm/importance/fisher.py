@@ -118,6 +118,14 @@ def block_weights(
     return np.where(coded, weighted / np.where(coded, energy, 1.0), plain)
 
 
+def machine_block_weights(parts: Any, image: np.ndarray, block: int,
+                          probes: int = DEFAULT_PROBES) -> np.ndarray:
+    """Per-block weights of a machine's ``TorchParts`` on ``image``: its Fisher diagonal,
+    averaged over ``block``-px blocks (0 where it reads nothing)."""
+    forward, kind = machine_output(parts)
+    return block_weights(fisher_diagonal(forward, image, output=kind, probes=probes), block)
+
+
 def machine_output(parts: Any) -> tuple[Callable[[Any], Any], OutputKind]:
     """The forward function and output kind of a machine's ``TorchParts``: its logits where it
     has them (a classifier's fidelity reads probabilities), else its features."""

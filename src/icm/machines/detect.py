@@ -219,8 +219,6 @@ class NanoDetMachine(Machine):
         return require_ncnn_model(self.spec.variant, self.stem)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Output]:
-        if self._net is None:
-            self._net = load_ncnn_net(self.folder, self.stem)
         return [{"boxes": self.detect(image)} for image in images]
 
     def detect(self, rgb: np.ndarray, threshold: float | None = None) -> list[list[float]]:

@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from icm.importance.fisher import (
-    DEFAULT_PROBES,
-    block_weights,
-    fisher_diagonal,
-    machine_output,
-)
+from icm.importance.fisher import DEFAULT_PROBES, machine_block_weights
 from icm.importance.maps import DEFAULT_BLOCK, ImportanceMap
 from icm.importance.providers.sensitivity import DEFAULT_MACHINE, SensitivityProvider
 from icm.importance.registry import UnknownImportanceError, register_importance
@@ -37,8 +32,7 @@ class FisherProvider(SensitivityProvider):
                 f"importance fisher: machine {self.machine().name} is not differentiable "
                 "(torch models are; ncnn/ONNX ones are not)"
             )
-        forward, kind = machine_output(parts)
-        weights = block_weights(fisher_diagonal(forward, image, output=kind), block)
+        weights = machine_block_weights(parts, image, block)
         peak = float(weights.max())
         values = weights / peak if peak > 0 else np.ones_like(weights)
         height, width = image.shape[:2]
