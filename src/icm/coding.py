@@ -20,6 +20,7 @@ from icm.codecs.rate import RateResult, encode_to_bpp
 from icm.errors import IcmError
 from icm.fileio import refuse_overwriting_input, write_atomic
 from icm.image import DEFAULT_MAX_PIXELS, load_image, resize
+from icm.limits import DEFAULT_SIDE, DecodeSide
 from icm.metrics import psnr
 from icm.recipe import Prepared, recipe_for
 
@@ -169,11 +170,12 @@ def encode_image(
     return Encoded(bitstream, written(bitstream), None, prepared)
 
 
-def decode_bytes(data: bytes, path: Path | str = "<memory>") -> np.ndarray:
+def decode_bytes(data: bytes, path: Path | str = "<memory>",
+                 side: DecodeSide = DEFAULT_SIDE) -> np.ndarray:
     """Decode ``.icm`` bytes to RGB at the original size (a resampled image is restored)."""
     header, payload = container.unpack(data, path)
     return Coded(Path(path), data, header.codec, header,
-                 container.bitstream_from(header, payload)).decode()
+                 container.bitstream_from(header, payload)).decode(side)
 
 
 def encode_file(
@@ -194,7 +196,9 @@ def encode_file(
     encode_ms = (time.perf_counter() - start) * 1e3
     bitstream, data = encoded.bitstream, encoded.data
     codec = get_codec(point.codec)
-    reconstruction = codec.decode_raw(data) if as_standard else decode_bytes(data, output)
+    side = DecodeSide(max(max_pixels, DEFAULT_SIDE.max_pixels), codec.files_named(bitstream))
+    reconstruction = (codec.decode_raw(data, side) if as_standard
+                      else decode_bytes(data, output, side))
     if reconstruction.shape != image.shape:  # a resampled standard file: compare at its size
         reconstruction = resize(reconstruction, image.shape[1], image.shape[0])
     quality = psnr(image, reconstruction[: image.shape[0], : image.shape[1]])
@@ -230,16 +234,19 @@ class Coded:
     header: container.Header | None = None
     bitstream: Bitstream | None = None
 
-    def decode(self) -> np.ndarray:
+    def decode(self, side: DecodeSide = DEFAULT_SIDE) -> np.ndarray:
         """RGB at the original size: a resampled ``.icm`` is scaled back to it, and a RESTORE
-        field's restorer runs last."""
+        field's restorer runs last. Every size the file declares is checked against the
+        decoding ``side``'s pixel limit before anything is decoded."""
         codec = get_codec(self.codec)
         try:
+            if self.header is not None:
+                side.check_pixels(self.header.width, self.header.height, "the header's size")
             if self.bitstream is None:
-                return codec.decode_raw(self.data)
-            image = codec.decode(self.bitstream)
+                return codec.decode_raw(self.data, side)
+            image = codec.decode(self.bitstream, side)
         except IcmError as exc:
-            raise IcmError(exc.problem, self.path) from None
+            raise type(exc)(exc.problem, self.path) from None
         header = self.header
         if header is not None and image.shape[:2] != (header.height, header.width):
             image = resize(image, header.width, header.height)
@@ -276,25 +283,26 @@ def read_coded(path: Path) -> Coded:
     return Coded(path, data, codec_name)
 
 
-def decode_file(source: Path, output: Path) -> DecodeResult:
+def decode_file(source: Path, output: Path, side: DecodeSide = DEFAULT_SIDE) -> DecodeResult:
     """Decode to an image file (format from ``output``'s suffix, PNG recommended)."""
     refuse_overwriting_input(source, output)
+    image_format = _image_format(output)
     coded = read_coded(source)
     start = time.perf_counter()
-    image = coded.decode()
+    image = coded.decode(side)
     decode_ms = (time.perf_counter() - start) * 1e3
-    write_atomic(output, _image_file_bytes(image, output))
+    write_atomic(output, _image_file_bytes(image, output, image_format))
     point = coded.bitstream.point if coded.bitstream else coded.codec
     extra = _side_info(coded.header) if coded.header else {}
     height, width = image.shape[:2]
     return DecodeResult(str(source), str(output), point, width, height, decode_ms, extra)
 
 
-def describe_file(path: Path) -> dict[str, Any]:
+def describe_file(path: Path, side: DecodeSide = DEFAULT_SIDE) -> dict[str, Any]:
     """``icm info``: the header of an ``.icm`` file, or what a standard file decodes to."""
     coded = read_coded(path)
     if coded.header is None or coded.bitstream is None:
-        height, width = coded.decode().shape[:2]
+        height, width = coded.decode(side).shape[:2]
         return {
             "file": str(path),
             "kind": "standard bitstream",
@@ -371,13 +379,23 @@ def _read(path: Path) -> bytes:
     return data
 
 
-def _image_file_bytes(image: np.ndarray, output: Path) -> bytes:
+def _image_format(output: Path) -> str:
+    """Pillow's format for an output suffix; an unknown one is refused before any work."""
+    from PIL import Image
+
+    image_format = Image.registered_extensions().get(output.suffix.lower())
+    if image_format is None or image_format not in Image.SAVE:
+        raise IcmError(f"cannot write images with suffix {output.suffix or '(none)'!r}; "
+                       "use .png (lossless) or another image suffix", output)
+    return image_format
+
+
+def _image_file_bytes(image: np.ndarray, output: Path, image_format: str) -> bytes:
     import io
 
     from PIL import Image
 
     buffer = io.BytesIO()
-    image_format = Image.registered_extensions().get(output.suffix.lower(), "PNG")
     try:
         Image.fromarray(image, "RGB").save(buffer, format=image_format)
     except (KeyError, OSError, ValueError) as exc:

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from icm import __version__
 from icm.errors import IcmError
+from icm.limits import DEFAULT_MAX_PIXELS, DecodeSide
 
 app = typer.Typer(
     help="icm: image coding for machines. Real bitstreams, exact bits.",
@@ -36,6 +37,16 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable J
 MaxPixels = Annotated[
     int, typer.Option("--max-pixels", help="Refuse images larger than this many pixels.")
 ]
+Weights = Annotated[
+    list[Path] | None,
+    typer.Option("--weights", help="A learned codec's model file to decode with (repeatable); "
+                 "a file never names one: each stream is matched to a model by digest."),
+]
+
+
+def decode_side(max_pixels: int, weights: list[Path] | None) -> DecodeSide:
+    """The decoding machine's own settings, from its command line (never from the file)."""
+    return DecodeSide(max_pixels, tuple(weights or ()))
 
 
 def run() -> None:
@@ -122,7 +133,7 @@ def encode_command(
         int, typer.Option("--tags", help="Store this many semantic tags (label ids) from the "
                           "machine (or the classifier) in the .icm header.", min=0)
     ] = 0,
-    max_pixels: MaxPixels = 100_000_000,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     as_json: JsonFlag = False,
 ) -> None:
     """Encode an image (or every image in a folder) with a codec, optionally for a machine."""
@@ -158,7 +169,7 @@ def importance_command(
         Path | None,
         typer.Option("-o", "--output", help="Overlay PNG to write (default: IMAGE.map.png)."),
     ] = None,
-    max_pixels: MaxPixels = 100_000_000,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     as_json: JsonFlag = False,
 ) -> None:
     """Show where a machine looks: an importance map, as an overlay image and numbers."""
@@ -179,12 +190,15 @@ def decode_command(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Image file to write (default .png).")
     ] = None,
+    weights: Weights = None,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     as_json: JsonFlag = False,
 ) -> None:
     """Decode an .icm or standard bitstream file to an image file."""
     from icm.coding import decode_file
 
-    result = decode_file(source, output or source.with_suffix(".png"))
+    result = decode_file(source, output or source.with_suffix(".png"),
+                         decode_side(max_pixels, weights))
     if as_json:
         emit_json(result.to_json())
         return
@@ -197,12 +211,14 @@ def decode_command(
 @app.command("info")
 def info_command(
     source: Annotated[Path, typer.Argument(help=".icm file or standard bitstream.")],
+    weights: Weights = None,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     as_json: JsonFlag = False,
 ) -> None:
     """Show what a coded file holds: codec point, size, bytes, bpp, side information."""
     from icm.coding import describe_file
 
-    info = describe_file(source)
+    info = describe_file(source, decode_side(max_pixels, weights))
     if as_json:
         emit_json(info)
         return

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, JpegImagePlugin
+
+from icm.codecs.base import Picture
+from icm.limits import DecodeSide
 
 
 def pillow_encode(rgb: np.ndarray, image_format: str, **save_args: Any) -> bytes:
@@ -15,9 +19,30 @@ def pillow_encode(rgb: np.ndarray, image_format: str, **save_args: Any) -> bytes
     return buffer.getvalue()
 
 
-def pillow_decode(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
+def pillow_decode(data: bytes, side: DecodeSide) -> np.ndarray | Picture:
+    """RGB from a Pillow-readable bitstream, its size checked before any pixel is decoded.
+
+    Pillow's own bomb check is turned off here (it would warn on stderr from 89 MP): our
+    limit is the decoding side's, and Pillow reads the size from the header, lazily.
+    A truncated file stays an error (``LOAD_TRUNCATED_IMAGES`` is never set). A JPEG comes
+    with its chroma sampling, which its header's FORMAT must match."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            image = Image.open(io.BytesIO(data))
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+        with image:
+            side.check_pixels(*image.size, "the bitstream's picture")
+            rgb = np.asarray(image.convert("RGB"))
+            if image.format == "JPEG":
+                return Picture(rgb, _JPEG_SAMPLING.get(JpegImagePlugin.get_sampling(image), "?"), 8)
+            return rgb
+
+
+#: Pillow's JPEG sampling codes (``get_sampling``: -1 for one component)
+_JPEG_SAMPLING = {-1: "400", 0: "444", 1: "422", 2: "420"}
 
 
 def pillow_version() -> str:

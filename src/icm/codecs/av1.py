@@ -41,6 +41,7 @@ from icm.codecs._pyav import (
 )
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
+from icm.limits import DecodeSide
 
 
 @register_codec
@@ -79,8 +80,8 @@ class SvtAv1Codec(Codec):
             {"qp": str(int(value)), "preset": str(options["preset"]), "svtav1-params": "avif=1"},
         )
 
-    def _decode(self, data: bytes) -> np.ndarray:
-        return pyav_decode(data, "libdav1d")
+    def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
+        return pyav_decode(data, "libdav1d", side)
 
 
 @register_codec
@@ -114,8 +115,8 @@ class AomAv1Codec(Codec):
         pix_fmt = YUV_FORMATS[options["chroma"], options["bit_depth"]]
         return ffmpeg_encode(rgb, args, pix_fmt=pix_fmt, muxer="obu")
 
-    def _decode(self, data: bytes) -> np.ndarray:
-        return pyav_decode(data, "libdav1d")
+    def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
+        return pyav_decode(data, "libdav1d", side)
 
 
 @functools.cache

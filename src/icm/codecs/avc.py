@@ -54,6 +54,7 @@ from icm.codecs._pyav import (
 )
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
+from icm.limits import DecodeSide
 
 _X264_BANNER = b"x264 - core"
 
@@ -106,8 +107,8 @@ class AvcCodec(Codec):
         """Region offsets for the frame: none at a fixed QP (x264 would ignore them)."""
         return []
 
-    def _decode(self, data: bytes) -> np.ndarray:
-        return pyav_decode(data, "h264")
+    def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
+        return pyav_decode(data, "h264", side)
 
 
 @register_codec

@@ -10,6 +10,7 @@ import numpy as np
 from icm.codecs._pillow import pillow_decode, pillow_encode, pillow_version
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
+from icm.limits import DecodeSide
 
 _SUBSAMPLING = {"420": "4:2:0", "422": "4:2:2", "444": "4:4:4"}
 
@@ -50,5 +51,5 @@ class AvifCodec(Codec):
             speed=options["speed"],
         )
 
-    def _decode(self, data: bytes) -> np.ndarray:
-        return pillow_decode(data)
+    def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
+        return pillow_decode(data, side)

@@ -12,11 +12,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from icm.errors import IcmError, UndecodableError, UnknownCodecError
+from icm.limits import DEFAULT_SIDE, DecodeSide
 
 #: the smallest side a codec may pad a picture to (SVT-AV1 pads to 32)
 MIN_CODED_SIDE = 32
@@ -110,12 +112,27 @@ class Bitstream:
 
 
 @dataclass(frozen=True)
+class Picture:
+    """A decoded picture with the sampling its bitstream coded it at, for decoders that say.
+
+    ``_decode`` may return one instead of a bare array, so that a header's FORMAT (chroma,
+    bit depth) is checked against what the payload really is."""
+
+    rgb: np.ndarray
+    chroma: str
+    bit_depth: int
+
+
+@dataclass(frozen=True)
 class Option:
     """One encoder setting a user may change (``-O chroma=444``), with its allowed values."""
 
     default: Any
     choices: tuple[Any, ...] = ()
     help: str = ""
+    #: the value is a path on the encoding machine (``weights=FILE``): it is never written to a
+    #: file's OPTIONS nor read from one, so no file decides what its decoder opens
+    names_file: bool = False
 
     def coerce(self, name: str, value: Any, codec: str) -> Any:
         kind = type(self.default)
@@ -168,8 +185,12 @@ class Codec(ABC):
         """Encode a padded RGB uint8 array at knob ``value``; return the standard bitstream."""
 
     @abstractmethod
-    def _decode(self, data: bytes) -> np.ndarray:
-        """Decode a bitstream to RGB uint8 at its coded (possibly padded) size."""
+    def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray | Picture:
+        """Decode a bitstream to RGB uint8 at its coded (possibly padded) size (with its
+        sampling, as a :class:`Picture`, when the decoder reports it).
+
+        A picture the bitstream declares above ``side.max_pixels`` must be refused before its
+        pixels are allocated (the library helpers in this package take the limit)."""
 
     # -- public API --------------------------------------------------------------------------
     def encode(
@@ -207,34 +228,52 @@ class Codec(ABC):
             params={self.knob.prefix: value, **chosen},
         )
 
-    def decode(self, bitstream: Bitstream) -> np.ndarray:
+    def decode(self, bitstream: Bitstream, side: DecodeSide = DEFAULT_SIDE) -> np.ndarray:
         """Decode to RGB uint8 at the original ``width`` x ``height``.
 
         The picture must be the size the bitstream's record says, up to the padding this
         codec adds when encoding (its block multiple; AV1's 32-px minimum): a file whose
-        header claims another size is refused, not cropped or stretched."""
-        rgb = self._checked_decode(bitstream.data)
-        height, width = rgb.shape[:2]
-        if not (_padded_fits(height, bitstream.height, self.pad_multiple)
-                and _padded_fits(width, bitstream.width, self.pad_multiple)):
-            raise UndecodableError(
-                f"{self.name} payload decodes to {width}x{height}, not the "
-                f"{bitstream.width}x{bitstream.height} its header gives")
+        header claims another size is refused, not cropped or stretched. ``side`` is the
+        decoding machine's own settings (pixel limit, trusted model files)."""
+        side.check_pixels(bitstream.width, bitstream.height, f"{self.name} picture")
+        trusted = side.trusting(self.files_named(bitstream))
+        rgb = self._checked_decode(bitstream.data, trusted, record=bitstream)
         return np.ascontiguousarray(rgb[: bitstream.height, : bitstream.width, :3])
 
-    def decode_raw(self, data: bytes) -> np.ndarray:
-        """Decode a standard file's bytes at its coded size (raw files keep any padding)."""
-        return np.ascontiguousarray(self._checked_decode(data)[..., :3])
+    def files_named(self, bitstream: Bitstream) -> tuple[Path, ...]:
+        """The model files an in-memory bitstream's options name (``weights=FILE``).
 
-    def _checked_decode(self, data: bytes) -> np.ndarray:
+        Only a bitstream this process encoded can hold them: a file's OPTIONS never carry a
+        ``names_file`` option (:func:`icm.container.header_for` leaves them out and
+        :func:`icm.container.bitstream_from` drops them), so a file cannot choose a path."""
+        return tuple(Path(str(bitstream.params[name])).expanduser()
+                     for name, option in self.options.items()
+                     if option.names_file and bitstream.params.get(name))
+
+    def decode_raw(self, data: bytes, side: DecodeSide = DEFAULT_SIDE) -> np.ndarray:
+        """Decode a standard file's bytes at its coded size (raw files keep any padding)."""
+        return np.ascontiguousarray(self._checked_decode(data, side)[..., :3])
+
+    def coded_size(self, data: bytes) -> tuple[int, int] | None:
+        """(width, height) the bitstream declares, read from its own header without decoding,
+        for codecs whose decoder would allocate from it unchecked; None when not known here."""
+        return None
+
+    def _checked_decode(self, data: bytes, side: DecodeSide,
+                        record: Bitstream | None = None) -> np.ndarray:
         """``_decode``, with any decoder library's failure as one :class:`UndecodableError`.
 
         This is the one place third-party decoders (Pillow, pillow_heif, PyAV, imagecodecs,
         constriction...) are called from, so whatever they raise on hostile bytes becomes a
-        one-line error naming the codec, never a traceback.
+        one-line error naming the codec, never a traceback. The picture is checked against
+        the pixel limit and against ``record`` (the header's size) before decoding where the
+        codec can read its size, and after decoding always.
         """
         try:
-            rgb = self._decode(data)
+            declared = self.coded_size(data)
+            if declared is not None:
+                self._check_picture(declared, side, record)
+            decoded = self._decode(data, side)
         except IcmError as exc:  # our own wrappers: keep the type, make the message one line
             exc.problem = _one_line(exc.problem)
             exc.args = (exc.problem,)
@@ -245,9 +284,23 @@ class Codec(ABC):
         except Exception as exc:  # the boundary to third-party decoders
             raise UndecodableError(f"{self.name} payload does not decode: "
                                    f"{_one_line(exc)}") from None
+        rgb = decoded.rgb if isinstance(decoded, Picture) else decoded
         if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] < 3:
             raise UndecodableError(f"{self.name} payload does not decode to an RGB picture")
+        self._check_picture((rgb.shape[1], rgb.shape[0]), side, record)
+        if isinstance(decoded, Picture) and record is not None:
+            _check_format(decoded, record, self.name)
         return rgb
+
+    def _check_picture(self, size: tuple[int, int], side: DecodeSide,
+                       record: Bitstream | None) -> None:
+        width, height = size
+        side.check_pixels(width, height, f"{self.name} payload's picture")
+        if record is not None and not (_padded_fits(height, record.height, self.pad_multiple)
+                                       and _padded_fits(width, record.width, self.pad_multiple)):
+            raise UndecodableError(
+                f"{self.name} payload codes a {width}x{height} picture, not the "
+                f"{record.width}x{record.height} its header gives")
 
     def resolve_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with the user's options, each checked against its choices."""
@@ -292,6 +345,14 @@ class Codec(ABC):
     def native_chroma(self, options: Mapping[str, Any]) -> str:
         """Chroma format used when the codec offers no choice (JPEG at its default is 4:2:0)."""
         return "420"
+
+
+def _check_format(picture: Picture, record: Bitstream, codec: str) -> None:
+    """The payload must be coded at the chroma and bit depth the header's FORMAT gives."""
+    if (picture.chroma, picture.bit_depth) != (record.chroma, record.bit_depth):
+        raise UndecodableError(
+            f"{codec} payload is coded {picture.chroma} at {picture.bit_depth} bits, not the "
+            f"{record.chroma} at {record.bit_depth} bits its header gives")
 
 
 def _padded_fits(decoded: int, recorded: int, multiple: int) -> bool:

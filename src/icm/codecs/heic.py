@@ -10,7 +10,7 @@ import numpy as np
 
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
-from icm.errors import IcmError
+from icm.limits import DecodeSide
 
 
 @register_codec
@@ -52,11 +52,9 @@ class HeicCodec(Codec):
         heif.save(buffer, quality=int(value), chroma=int(options["chroma"]))
         return buffer.getvalue()
 
-    def _decode(self, data: bytes) -> np.ndarray:
+    def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
         import pillow_heif
 
-        try:
-            heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
-            return np.asarray(heif.to_pillow().convert("RGB"))
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise IcmError(f"HEIC bitstream does not decode ({exc})") from None
+        heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
+        side.check_pixels(*heif.size, "HEIC picture")  # libheif decodes lazily, on to_pillow
+        return np.asarray(heif.to_pillow().convert("RGB"))

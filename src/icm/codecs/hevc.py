@@ -60,6 +60,7 @@ from icm.codecs._pyav import (
 )
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
+from icm.limits import DecodeSide
 
 #: the largest QP difference between any two blocks that kvazaar codes (see clip_delta_qp)
 MAX_QP_SPREAD = 25
@@ -115,8 +116,8 @@ class HevcCodec(Codec):
         """Region offsets for the frame: none at a fixed QP (x265 would ignore them)."""
         return []
 
-    def _decode(self, data: bytes) -> np.ndarray:
-        return pyav_decode(data, "hevc")
+    def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
+        return pyav_decode(data, "hevc", side)
 
 
 @register_codec
@@ -188,8 +189,8 @@ class KvazaarCodec(Codec):
                 cwd=workdir,
             )
 
-    def _decode(self, data: bytes) -> np.ndarray:
-        return pyav_decode(data, "hevc")
+    def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
+        return pyav_decode(data, "hevc", side)
 
 
 def clip_delta_qp(delta_qp: np.ndarray, qp: int) -> np.ndarray:

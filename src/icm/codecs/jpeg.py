@@ -56,6 +56,7 @@ import numpy as np
 from icm.codecs._pillow import pillow_decode, pillow_encode, pillow_version
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
+from icm.limits import DecodeSide
 
 # Pillow's subsampling argument: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0.
 _SUBSAMPLING = {"444": 0, "422": 1, "420": 2}
@@ -126,8 +127,8 @@ class JpegCodec(Codec):
             optimize=bool(options["optimize"]),
         )
 
-    def _decode(self, data: bytes) -> np.ndarray:
-        return pillow_decode(data)
+    def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
+        return pillow_decode(data, side)
 
 
 def quant_tables(quality: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ import numpy as np
 from icm.codecs._pillow import pillow_decode, pillow_encode, pillow_version
 from icm.codecs.base import Codec, Knob
 from icm.codecs.registry import register_codec
+from icm.limits import DecodeSide
 
 
 @register_codec
@@ -41,8 +42,8 @@ class Jpeg2000Codec(Codec):
             rgb, "JPEG2000", quality_mode="rates", quality_layers=[value], irreversible=True, mct=1
         )
 
-    def _decode(self, data: bytes) -> np.ndarray:
-        return pillow_decode(data)
+    def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
+        return pillow_decode(data, side)
 
     def native_chroma(self, options: Mapping[str, Any]) -> str:
         return "444"

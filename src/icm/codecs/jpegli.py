@@ -14,6 +14,7 @@ import numpy as np
 from icm.codecs._pillow import pillow_decode
 from icm.codecs.base import Codec, Knob
 from icm.codecs.registry import register_codec
+from icm.limits import DecodeSide
 
 
 @register_codec
@@ -47,5 +48,5 @@ class JpegliCodec(Codec):
         height, width = rgb.shape[:2]
         return pyjpegli.encode(np.ascontiguousarray(rgb).tobytes(), width, height, int(value))
 
-    def _decode(self, data: bytes) -> np.ndarray:
-        return pillow_decode(data)
+    def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
+        return pillow_decode(data, side)

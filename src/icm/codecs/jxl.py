@@ -14,6 +14,7 @@ import numpy as np
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
 from icm.errors import IcmError
+from icm.limits import DecodeSide
 
 
 @register_codec
@@ -49,7 +50,7 @@ class JxlCodec(Codec):
 
         return bytes(imagecodecs.jpegxl_encode(rgb, distance=value, effort=options["effort"]))
 
-    def _decode(self, data: bytes) -> np.ndarray:
+    def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
         import imagecodecs
 
         try:

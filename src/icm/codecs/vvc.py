@@ -22,6 +22,7 @@ from icm.codecs._ffmpeg import ffmpeg_encode, ffmpeg_unavailable, ffmpeg_version
 from icm.codecs._pyav import pad_to_at_least, pyav_decode, pyav_unavailable
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
+from icm.limits import DecodeSide
 
 
 @register_codec
@@ -57,5 +58,5 @@ class VvcCodec(Codec):
         # vvenc fails on very small pictures (16x16 does, 24x24 does not).
         return ffmpeg_encode(pad_to_at_least(rgb, 32, 32), args, pix_fmt="yuv420p10le", muxer="vvc")
 
-    def _decode(self, data: bytes) -> np.ndarray:
-        return pyav_decode(data, "vvc")
+    def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
+        return pyav_decode(data, "vvc", side)

@@ -10,6 +10,7 @@ import numpy as np
 from icm.codecs._pillow import pillow_decode, pillow_encode, pillow_version
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
+from icm.limits import DecodeSide
 
 
 @register_codec
@@ -36,5 +37,5 @@ class WebpCodec(Codec):
             rgb, "WEBP", quality=int(value), method=options["method"], lossless=False
         )
 
-    def _decode(self, data: bytes) -> np.ndarray:
-        return pillow_decode(data)
+    def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
+        return pillow_decode(data, side)

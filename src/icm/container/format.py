@@ -48,6 +48,9 @@ tag    name      kind      value
 0x41   OPTIONS   optional  UTF-8 ``key=value;key=value``: encoder options that differ from the
                            codec's defaults, in encoder order. Keys are non-empty and hold no
                            ``=`` or ``;``; values hold no ``;``. Absent when there are none.
+                           Never a path: options that name a file on the encoding machine
+                           (a learned codec's ``weights``) are not written, and a reader
+                           drops them; the decoding side names its own model files.
 0x42   TAGS      optional  semantic side channel: vocabulary name (varint byte length, then
                            UTF-8), then zero or more label ids (varints) to the end of the value
 0x43   RESTORE   optional  restoration after decoding: UTF-8 ``MODEL;TYPE;STRENGTH``, the
@@ -65,6 +68,17 @@ tag    name      kind      value
 
 A reader checks, in order: magic, version, lengths (truncation), CRC, trailing bytes, then the
 header fields. Any failure is a :class:`~icm.errors.CorruptContainerError` with a one-line reason.
+
+A file is untrusted input
+-------------------------
+Files cross machines, and the CRC guards against accidents, not against anyone who recomputes
+it. So a decoder (icm's does) must: take no path from a file (model and vocabulary fields are
+registered names, checked against a strict grammar before any lookup; model weights come from
+the decoding side's own configuration, matched to the stream by digest); check SIZE and
+RESAMPLE, and every size the payload declares, against its own pixel limit before allocating
+(icm's default: 100 MP, as for encoding); and refuse a payload whose picture is not the size
+the header gives (beyond the codec's block padding), or that is truncated, rather than show a
+cropped, stretched or partly concealed picture.
 """
 
 from __future__ import annotations
@@ -600,7 +614,9 @@ def header_for(
 
     OPTIONS gets ``bitstream.params`` minus the knob value (key ``knob_key``, by default the
     level's letters: ``qp`` for ``qp37``), minus ``chroma`` and ``bit_depth`` (FORMAT holds
-    them), minus ``delta_qp`` (the map is coded in the payload; its record is for ledgers)
+    them), minus ``delta_qp`` (the map is coded in the payload; its record is for ledgers),
+    minus options that name files on the encoding machine (``weights=FILE``: the stream
+    names its model by digest, and a file never names a path for its decoder to open)
     and minus entries equal to ``defaults`` (pass the codec's option defaults so that
     only the choices a user made cost bytes). Booleans are written ``true``/``false``.
 
@@ -609,10 +625,11 @@ def header_for(
     """
     key = knob_key if knob_key is not None else bitstream.level.rstrip("0123456789.+-")
     defaults = defaults or {}
+    local = _options_naming_files(bitstream.codec)
     options = {
         name: _format_option(value)
         for name, value in bitstream.params.items()
-        if name not in (key, "chroma", "bit_depth", "delta_qp")
+        if name not in (key, "chroma", "bit_depth", "delta_qp", *local)
         and not (name in defaults and _same_option(value, defaults[name]))
     }
     width, height = bitstream.width, bitstream.height
@@ -646,10 +663,12 @@ def bitstream_from(header: Header, payload: bytes) -> Bitstream:
 
     Its ``width`` and ``height`` are the *coded* size (the resampled one when RESAMPLE is
     present): the codec decodes and crops to that, and the caller then scales back to
-    ``header.width`` x ``header.height``. ``params`` are the stored options, as strings.
+    ``header.width`` x ``header.height``. ``params`` are the stored options, as strings,
+    less any that would name a file (an older icm wrote ``weights=PATH``; it is never read).
     """
     from icm.codecs.base import Bitstream
 
+    local = _options_naming_files(header.codec)
     width, height = header.coded_size
     return Bitstream(
         data=bytes(payload),
@@ -659,8 +678,18 @@ def bitstream_from(header: Header, payload: bytes) -> Bitstream:
         height=height,
         chroma=header.chroma,
         bit_depth=header.bit_depth,
-        params=dict(header.options),
+        params={key: value for key, value in header.options.items() if key not in local},
     )
+
+
+def _options_naming_files(codec: str) -> frozenset[str]:
+    """The codec's options whose values are paths (``Option.names_file``); none if unknown."""
+    from icm.codecs.registry import CODECS
+
+    cls = CODECS.get(codec)
+    if cls is None:
+        return frozenset()
+    return frozenset(name for name, option in cls.options.items() if option.names_file)
 
 
 def _format_option(value: Any) -> str:

@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from icm.codecs.base import Bitstream, Codec, Knob, Option
+from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
-from icm.errors import CodecUnavailableError, CorruptContainerError
+from icm.errors import CodecUnavailableError, CorruptContainerError, IcmError
 from icm.learned.runtime import importable, one_thread
+from icm.limits import DecodeSide
 
 if TYPE_CHECKING:
     from icm.learned.network import LicNet
@@ -61,7 +62,8 @@ class IcmLicCodec(Codec):
     library = "icm-lic (torch + constriction rANS)"
     summary = "our learned codec: mean-scale hyperprior, gain units, spatial quality map"
     install_hint = "pip install 'icm[learned]'"
-    options = {"weights": Option("", help="an icm-lic model file (default: the shipped one)")}
+    options = {"weights": Option("", help="an icm-lic model file (default: the shipped one)",
+                                 names_file=True)}
     pad_multiple = LATENT_STRIDE
     supports_delta_qp = True
     #: which shipped model codes by default (:func:`icm.learned.files.shipped_model`)
@@ -102,33 +104,28 @@ class IcmLicCodec(Codec):
             flags, side = _HAS_MAP, struct.pack("<H", len(packed)) + packed
         return _HEADER.pack(VERSION, flags, milli, rows, cols, tag) + side + stream
 
-    def _decode(self, data: bytes) -> np.ndarray:
-        return self._decode_with(data, "")
-
     def native_chroma(self, options: Mapping[str, Any]) -> str:
         """The transforms read and write full-resolution RGB: nothing is subsampled."""
         return "444"
 
-    def decode(self, bitstream: Bitstream) -> np.ndarray:
-        """Decode with the model the bitstream was encoded with (its ``weights`` option)."""
-        rgb = self._decode_with(bitstream.data, str(bitstream.params.get("weights", "")))
-        return np.ascontiguousarray(rgb[: bitstream.height, : bitstream.width])
+    def coded_size(self, data: bytes) -> tuple[int, int]:
+        """The padded picture the latent grid makes: checked before anything is allocated."""
+        rows, cols = _parse_header(data)[3:5]
+        return cols * LATENT_STRIDE, rows * LATENT_STRIDE
 
-    def _decode_with(self, data: bytes, weights: str) -> np.ndarray:
+    def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
+        """Decode with the model whose digest the stream names, among the shipped ones and
+        those the decoding side trusts (``side.models``): never a path from the file."""
         _version, flags, milli, rows, cols, tag = _parse_header(data)
-        net, model_tag = _model(weights, self.flavour)
-        if tag != model_tag and not weights:  # a raw .lic of another shipped flavour
-            net, model_tag = _shipped_with_tag(tag) or (net, model_tag)
-        if tag != model_tag:
-            raise CorruptContainerError(
-                f"icm-lic stream was coded with model {tag.hex()}, not {model_tag.hex()} "
-                "(pass that model with -O weights=FILE)")
+        net = _model_with_tag(tag, side.models)
         offset = _HEADER.size
         deltas = np.zeros((rows, cols), dtype=np.int64)
         if flags & _HAS_MAP:
             try:
                 (length,) = struct.unpack_from("<H", data, offset)
-                raw = zlib.decompress(data[offset + 2 : offset + 2 + length])
+                # bounded: the map is one byte per latent position, never more
+                raw = zlib.decompressobj().decompress(data[offset + 2 : offset + 2 + length],
+                                                      rows * cols + 1)
                 deltas = np.frombuffer(raw, dtype=np.int8).reshape(rows, cols).astype(np.int64)
             except (struct.error, zlib.error, ValueError) as exc:
                 problem = f"icm-lic quality map does not decode ({exc})"
@@ -252,15 +249,26 @@ def _model(weights: str, flavour: str) -> tuple[LicNet, bytes]:
     return _load_file(shipped)
 
 
-def _shipped_with_tag(tag: bytes) -> tuple[LicNet, bytes] | None:
-    """The shipped model (of any flavour) whose digest starts with ``tag``, if one does."""
+def _model_with_tag(tag: bytes, trusted: tuple[Path, ...]) -> LicNet:
+    """The model, among those given and those shipped, whose digest starts with ``tag``.
+
+    A given file that is not an icm-lic model is passed over (the decoding side may trust
+    models of several codecs at once); one that loads is cached, so this stays cheap."""
     from icm.learned.files import shipped_models
 
-    for path in shipped_models():
-        found = _load_file(path)
-        if found[1] == tag:
-            return found
-    return None
+    refused: list[IcmError] = []
+    for path in (*trusted, *shipped_models()):
+        try:
+            net, found = _load_file(Path(path).resolve())
+        except IcmError as exc:
+            refused.append(exc)
+            continue
+        if found == tag:
+            return net
+    raise CorruptContainerError(
+        f"icm-lic stream was coded with model {tag.hex()}, which is neither shipped nor among "
+        f"the {len(trusted)} model file(s) given (pass it with --weights FILE)"
+        + "".join(f"; {error}" for error in refused[:1]))
 
 
 def _load_file(path: Path) -> tuple[LicNet, bytes]:

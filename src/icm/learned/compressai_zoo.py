@@ -31,16 +31,20 @@ from typing import Any
 
 import numpy as np
 
-from icm.codecs.base import Bitstream, Codec, Knob, Option
+from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
-from icm.errors import CodecUnavailableError, CorruptContainerError
+from icm.errors import CodecUnavailableError, CorruptContainerError, IcmError
 from icm.learned.runtime import importable, one_thread
+from icm.limits import DecodeSide
 
 #: architecture -> number of quality levels in CompressAI's zoo
 ZOO = {"bmshj2018-factorized": 8, "bmshj2018-hyperprior": 8, "mbt2018-mean": 8,
        "mbt2018": 8, "cheng2020-anchor": 6, "cheng2020-attn": 6}
 VERSION = 1
 _HEADER = struct.Struct("<BBHH4s")
+#: pixels per position of the grid a stream records (the hyper-latent's; the factorized
+#: model has no hyper-latent and records the latent's)
+_GRID_STRIDE = {"bmshj2018-factorized": 16}
 INSTALL_HINT = ("pip install --no-deps compressai==1.2.8 einops pytorch-msssim torch-geometric "
                 "xxhash psutil pandas (see docs/learned.md)")
 
@@ -52,7 +56,8 @@ class CompressAICodec(Codec):
     library = "CompressAI"
     install_hint = INSTALL_HINT
     options = {
-        "weights": Option("", help="a local checkpoint (default: CompressAI's pretrained zoo)"),
+        "weights": Option("", help="a local checkpoint (default: CompressAI's pretrained zoo)",
+                          names_file=True),
         "metric": Option("mse", ("mse", "ms-ssim"), "the zoo weights' training metric"),
     }
     pad_multiple = 64
@@ -87,28 +92,23 @@ class CompressAICodec(Codec):
             parts += [struct.pack("<I", len(strings[0])), strings[0]]
         return b"".join(parts)
 
-    def _decode(self, data: bytes) -> np.ndarray:
-        return self._decode_with(data, "mse", "")
-
     def native_chroma(self, options: Mapping[str, Any]) -> str:
         return "444"  # full-resolution RGB in and out
 
-    def decode(self, bitstream: Bitstream) -> np.ndarray:
-        """Decode with the weights the bitstream was encoded with (its options)."""
-        params = bitstream.params
-        rgb = self._decode_with(bitstream.data, str(params.get("metric", "mse")),
-                                str(params.get("weights", "")))
-        return np.ascontiguousarray(rgb[: bitstream.height, : bitstream.width])
+    def coded_size(self, data: bytes) -> tuple[int, int]:
+        """The padded picture the stream's recorded latent grid makes."""
+        _version, _quality, rows, cols, _tag = _unpack_header(data, self.name)
+        stride = _GRID_STRIDE.get(self.name, 64)
+        return cols * stride, rows * stride
 
-    def _decode_with(self, data: bytes, metric: str, weights: str) -> np.ndarray:
+    def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
+        """Decode with the weights whose hash the stream names: the zoo's at its quality (either
+        metric), or a checkpoint the decoding side trusts; never a path from the file."""
         import torch
 
         _version, quality, rows, cols, tag = _unpack_header(data, self.name)
         strings = _unpack_strings(data[_HEADER.size :], self.name)
-        net, model_tag = _model(self.name, quality, metric, weights)
-        if tag != model_tag:
-            raise CorruptContainerError(
-                f"{self.name} stream was coded with weights {tag.hex()}, not {model_tag.hex()}")
+        net = _model_with_tag(self.name, quality, tag, side.models)
         with one_thread(), torch.inference_mode():
             x_hat = net.decompress([[s] for s in strings], (rows, cols))["x_hat"].clamp(0, 1)
         pixels = torch.round(x_hat[0] * 255).to(torch.uint8).permute(1, 2, 0)
@@ -144,6 +144,37 @@ def _model(name: str, quality: int, metric: str, weights: str) -> tuple[Any, byt
     return _zoo(name, quality, metric)
 
 
+def _model_with_tag(name: str, quality: int, tag: bytes, trusted: tuple[Path, ...]) -> Any:
+    """The network whose weights' hash starts with ``tag``: a trusted checkpoint of this
+    architecture, or the zoo's (its tag is in the download name, so nothing loads to look)."""
+    refused: list[IcmError] = []
+    for path in trusted:
+        try:
+            net, found = _model(name, quality, "mse", str(path))
+        except IcmError as exc:
+            refused.append(exc)
+            continue  # another architecture's checkpoint, or not one at all
+        if found == tag:
+            return net
+    for metric in ("mse", "ms-ssim"):
+        if _zoo_tag(name, quality, metric) == tag:
+            return _zoo(name, quality, metric)[0]
+    raise CorruptContainerError(
+        f"{name} stream was coded with weights {tag.hex()}, which are neither CompressAI's "
+        f"pretrained q{quality} nor among the {len(trusted)} checkpoint(s) given "
+        "(pass it with --weights FILE)" + "".join(f"; {error}" for error in refused[:1]))
+
+
+def _zoo_tag(name: str, quality: int, metric: str) -> bytes | None:
+    url = _zoo_module().model_urls.get(name, {}).get(metric, {}).get(quality)
+    return None if url is None else _tag_of_url(url)
+
+
+def _tag_of_url(url: str) -> bytes:
+    """The weights' hash prefix, which CompressAI writes in each download's name."""
+    return bytes.fromhex(url.rsplit("-", 1)[1].split(".")[0][:8])
+
+
 def _zoo_module() -> Any:
     """``compressai.zoo.image``, or a one-line error when CompressAI's install is incomplete."""
     try:
@@ -168,8 +199,7 @@ def _zoo(name: str, quality: int, metric: str) -> tuple[Any, bytes]:
             f"CompressAI's pretrained {name} q{quality} weights are not cached and did not "
             f"download ({getattr(exc, 'reason', exc)}); connect once, or pass -O weights=PATH"
         ) from None
-    tag = bytes.fromhex(url.rsplit("-", 1)[1].split(".")[0][:8])
-    return _ready(net), tag
+    return _ready(net), _tag_of_url(url)
 
 
 @functools.lru_cache(maxsize=8)
