@@ -9,11 +9,14 @@ starting over would quietly waste the run that made it.
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from icm.errors import IcmError
 from icm.fileio import write_atomic
+from icm.tensorfiles import MAX_DEPTH, shown, tensor_problem
 
 
 def save_checkpoint(path: Path, identity: dict[str, Any], step: int,
@@ -28,19 +31,71 @@ def save_checkpoint(path: Path, identity: dict[str, Any], step: int,
 def load_checkpoint(path: Path, identity: dict[str, Any],
                     error: type[IcmError] = IcmError) -> dict[str, Any] | None:
     """The checkpoint's contents (``step`` as an int), or None when there is none; a torn,
-    foreign or mismatched file raises ``error`` naming it."""
+    foreign, hostile or mismatched file raises ``error`` naming it.
+
+    ``weights_only=True`` is what makes reading a checkpoint from outside safe: torch's full
+    unpickler would run any code the file names. What the restricted one returns is then
+    walked before anyone uses it: nesting is bounded (comparing the identity recurses) and
+    every tensor and number must be finite, or training would resume into NaN.
+    """
     import torch
 
     if not path.exists():
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        state["step"] = int(state["step"])
-        found = state["identity"]
-    except Exception as exc:  # a torn or foreign file: say which and stop
+    except Exception as exc:  # a torn or foreign file (or one asking for code): say which
         raise error(f"checkpoint does not load ({type(exc).__name__}); delete it to start "
                     "over", path) from None
-    if found != identity:
+    problem = _state_problem(state)
+    if problem:
+        raise error(f"checkpoint {problem}; delete it to start over", path)
+    if state["identity"] != identity:
         raise error("checkpoint was made with other settings; delete it to start over or "
                     "rerun with the same ones", path)
     return state
+
+
+def _state_problem(state: Any) -> str:
+    """Why a loaded checkpoint cannot be resumed from ('' when it can)."""
+    if not isinstance(state, dict) or "identity" not in state:
+        return "is not an icm checkpoint"
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        return f"step is {shown(step)}, not a count of steps"
+    for name, value in _leaves(state):
+        if name is None:
+            return f"is nested deeper than {MAX_DEPTH} levels"
+        problem = _leaf_problem(value)
+        if problem:
+            return f"value {shown(name)} {problem}"
+    return ""
+
+
+def _leaf_problem(value: Any) -> str:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return tensor_problem(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is NaN or infinite"
+    return ""
+
+
+def _leaves(state: Any) -> Iterator[tuple[str | None, Any]]:
+    """(dotted name, value) of everything in nested dicts, lists and tuples, iteratively; a
+    ``None`` name means the nesting went deeper than :data:`MAX_DEPTH`."""
+    pending: list[tuple[str, Any, int]] = [("", state, 0)]
+    while pending:
+        name, value, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            yield None, value
+            return
+        if isinstance(value, dict):
+            pending.extend((f"{name}.{key}".lstrip("."), item, depth + 1)
+                           for key, item in value.items())
+        elif isinstance(value, (list, tuple)):
+            pending.extend((f"{name}[{index}]", item, depth + 1)
+                           for index, item in enumerate(value))
+        else:
+            yield name, value

@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import torch
 
 from icm.adapt.conditioning import Conditioning
 from icm.adapt.encoders import AdaptedEncoder, AdapterError
-from icm.tensorfiles import read_tensors, save_tensors
+from icm.tensorfiles import (
+    BUILD_ERRORS,
+    Metadata,
+    check_fits,
+    one_line,
+    read_tensors,
+    save_tensors,
+    shown,
+)
 
 FORMAT = "icm-adapter/1"
 
@@ -43,19 +52,22 @@ class AdapterInfo:
         }
 
     @classmethod
-    def from_metadata(cls, metadata: dict[str, str] | None, path: Path) -> AdapterInfo:
-        if not metadata or metadata.get("format") != FORMAT:
-            raise AdapterError(f"not an icm adapter (format {(metadata or {}).get('format')!r}, "
-                               f"expected {FORMAT!r})", path)
-        try:
-            conditioning = Conditioning(tuple(json.loads(metadata["codecs"])),
-                                        tuple(json.loads(metadata["edges"])))
-            return cls(metadata["machine"], metadata["fingerprint"], conditioning,
-                       bool(json.loads(metadata["conditioned"])), metadata["kind"],
-                       json.loads(metadata.get("trained", "{}")),
-                       metadata.get("encoder", "frozen") == "tuned")
-        except (KeyError, ValueError, TypeError) as exc:
-            raise AdapterError(f"adapter metadata is damaged ({exc})", path) from None
+    def from_metadata(cls, metadata: Metadata) -> AdapterInfo:
+        """The info an adapter file's metadata holds, each field of its own JSON type."""
+        found = metadata.text("format", None)
+        if found != FORMAT:
+            raise metadata.fail(f"not an icm adapter (format {shown(found)}, expected "
+                                f"{FORMAT!r})")
+        edges = tuple(metadata.value("edges", list[float]))
+        metadata.require(all(a < b for a, b in pairwise(edges)),
+                         "'edges' must be increasing bpp values")
+        encoder = metadata.text("encoder", "frozen")
+        metadata.require(encoder in ("frozen", "tuned"),
+                         f"'encoder' must be 'frozen' or 'tuned', not {shown(encoder)}")
+        return cls(metadata.text("machine"), metadata.text("fingerprint"),
+                   Conditioning(tuple(metadata.value("codecs", list[str])), edges),
+                   metadata.value("conditioned", bool), metadata.text("kind"),
+                   metadata.value("trained", dict, {}), encoder == "tuned")
 
 
 def save_adapter(path: Path, adapted: AdaptedEncoder, info: AdapterInfo) -> None:
@@ -65,7 +77,7 @@ def save_adapter(path: Path, adapted: AdaptedEncoder, info: AdapterInfo) -> None
 def read_adapter(path: Path) -> tuple[dict[str, torch.Tensor], AdapterInfo]:
     """The tensors and info of an adapter file, or a one-line :class:`AdapterError`."""
     tensors, metadata = read_tensors(path, "adapter", AdapterError)
-    return tensors, AdapterInfo.from_metadata(metadata, Path(path))
+    return tensors, AdapterInfo.from_metadata(metadata)
 
 
 def load_adapter(path: Path, encoder: torch.nn.Module, machine: str,
@@ -77,5 +89,9 @@ def load_adapter(path: Path, encoder: torch.nn.Module, machine: str,
                            f"not {machine} ({fingerprint[:60]})", path)
     adapted = AdaptedEncoder(encoder, info.conditioning, conditioned=info.conditioned,
                              tune_encoder=info.tuned_encoder)
-    adapted.load_trainable(tensors, str(path))
+    check_fits(adapted.trainable_state(), tensors, "adapter", Path(path), AdapterError)
+    try:
+        adapted.load_trainable(tensors, str(path))
+    except BUILD_ERRORS as exc:  # check_fits leaves little, but torch has the last word
+        raise AdapterError(f"adapter weights do not load ({one_line(exc)})", path) from None
     return adapted.eval()

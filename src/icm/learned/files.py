@@ -25,7 +25,15 @@ import torch
 
 from icm.errors import IcmError
 from icm.learned.network import Architecture, LicNet
-from icm.tensorfiles import read_tensors, save_tensors
+from icm.tensorfiles import (
+    Metadata,
+    check_tensors,
+    load_module,
+    positive,
+    read_unchecked,
+    save_tensors,
+    shown,
+)
 
 FORMAT = "icm-lic/1"
 PREFIX = "icm-lic"
@@ -48,17 +56,20 @@ class ModelInfo:
                 "trained": json.dumps(self.trained, sort_keys=True)}
 
     @classmethod
-    def from_metadata(cls, metadata: dict[str, str] | None, path: Path) -> ModelInfo:
-        if not metadata or metadata.get("format") != FORMAT:
-            found = (metadata or {}).get("format")
-            raise LearnedModelError(
-                f"not an icm-lic model (format {found!r}, expected {FORMAT!r})", path)
-        try:
-            arch = Architecture.from_json(json.loads(metadata["architecture"]))
-            trained = json.loads(metadata.get("trained", "{}"))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise LearnedModelError(f"model metadata is damaged ({exc})", path) from None
-        return cls(arch, trained)
+    def from_metadata(cls, metadata: Metadata) -> ModelInfo:
+        """The info a model file's metadata holds, each field of its own JSON type."""
+        found = metadata.text("format", None)
+        if found != FORMAT:
+            raise metadata.fail(f"not an icm-lic model (format {shown(found)}, expected "
+                                f"{FORMAT!r})")
+        sizes = metadata.record(
+            "architecture", {"channels": int, "latent": int, "hyper": int,
+                             "lambdas": list[float], "block_path": bool}, {"block_path": False})
+        metadata.require(positive([sizes["channels"], sizes["latent"], sizes["hyper"]]),
+                         "architecture sizes must be positive")
+        metadata.require(bool(sizes["lambdas"]) and positive(sizes["lambdas"]),
+                         "architecture lambdas must be positive, at least one")
+        return cls(Architecture.from_json(sizes), metadata.value("trained", dict, {}))
 
 
 def content_digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
@@ -86,21 +97,17 @@ def save_model(folder: Path, net: LicNet, trained: dict) -> Path:
 def load_model(path: Path) -> tuple[LicNet, ModelInfo]:
     """The network in a file, in float32 eval mode, after checking the file against its name."""
     path = Path(path)
-    tensors, metadata = read_tensors(path, "icm-lic model", LearnedModelError)
-    digest = content_digest(tensors, metadata or {})
+    tensors, metadata = read_unchecked(path, "icm-lic model", LearnedModelError)
+    digest = content_digest(tensors, dict(metadata.fields))
     match = _HASHED.search(path.name)
     if match and not digest.startswith(match.group(1)):
         raise LearnedModelError(
             "file does not match the hash in its name (corrupted or altered); download or "
             "train it again", path)
-    info = replace(ModelInfo.from_metadata(metadata, path), digest=digest)
-    try:
-        net = LicNet(info.arch)
-        net.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise LearnedModelError(f"weights do not fit the model's architecture ({first})",
-                                path) from None
+    check_tensors(tensors, "icm-lic model", path, LearnedModelError)
+    info = replace(ModelInfo.from_metadata(metadata), digest=digest)
+    net = load_module(lambda: LicNet(info.arch), tensors, "icm-lic model", path,
+                      LearnedModelError, convert=lambda tensor: tensor.float())
     return net.eval(), info
 
 

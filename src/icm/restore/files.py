@@ -17,7 +17,14 @@ import torch
 
 from icm.errors import IcmError
 from icm.restore.network import UNKNOWN, Architecture, RestoreNet
-from icm.tensorfiles import read_tensors, save_tensors
+from icm.tensorfiles import (
+    Metadata,
+    load_module,
+    positive,
+    read_tensors,
+    save_tensors,
+    shown,
+)
 
 FORMAT = "icm-restore/1"
 
@@ -38,20 +45,22 @@ class RestoreInfo:
                 "trained": json.dumps(self.trained, sort_keys=True)}
 
     @classmethod
-    def from_metadata(cls, metadata: dict[str, str] | None, path: Path) -> RestoreInfo:
-        if not metadata or metadata.get("format") != FORMAT:
-            raise RestoreModelError(
-                f"not an icm restoration model (format {(metadata or {}).get('format')!r}, "
-                f"expected {FORMAT!r})", path)
-        try:
-            vocabulary = tuple(str(v) for v in json.loads(metadata["vocabulary"]))
-            arch = Architecture.from_json(json.loads(metadata["architecture"]))
-            trained = json.loads(metadata.get("trained", "{}"))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise RestoreModelError(f"model metadata is damaged ({exc})", path) from None
-        if not vocabulary or vocabulary[0] != UNKNOWN:
-            raise RestoreModelError(f"model vocabulary must start with {UNKNOWN!r}", path)
-        return cls(vocabulary, arch, trained)
+    def from_metadata(cls, metadata: Metadata) -> RestoreInfo:
+        """The info a model file's metadata holds, each field of its own JSON type."""
+        found = metadata.text("format", None)
+        if found != FORMAT:
+            raise metadata.fail(f"not an icm restoration model (format {shown(found)}, "
+                                f"expected {FORMAT!r})")
+        vocabulary = tuple(metadata.value("vocabulary", list[str]))
+        metadata.require(vocabulary[:1] == (UNKNOWN,),
+                         f"model vocabulary must start with {UNKNOWN!r}")
+        sizes = metadata.record("architecture", {"widths": list[int], "embed": int,
+                                                 "condition": int})
+        metadata.require(len(sizes["widths"]) == 3 and positive(
+            [*sizes["widths"], sizes["embed"], sizes["condition"]]),
+            "architecture must be 3 widths, an embed and a condition size, all positive")
+        return cls(vocabulary, Architecture.from_json(sizes),
+                   metadata.value("trained", dict, {}))
 
 
 def save_model(path: Path, net: RestoreNet, info: RestoreInfo) -> None:
@@ -61,18 +70,13 @@ def save_model(path: Path, net: RestoreNet, info: RestoreInfo) -> None:
 def read_model(path: Path) -> tuple[dict[str, torch.Tensor], RestoreInfo]:
     """The tensors and info of a model file, or a one-line :class:`RestoreModelError`."""
     tensors, metadata = read_tensors(path, "restoration model", RestoreModelError)
-    return tensors, RestoreInfo.from_metadata(metadata, Path(path))
+    return tensors, RestoreInfo.from_metadata(metadata)
 
 
 def load_model(path: Path) -> tuple[RestoreNet, RestoreInfo]:
     """The network in a file, in eval mode; tensors that do not fit its architecture are an
     error naming the file."""
     tensors, info = read_model(path)
-    try:
-        net = RestoreNet(info.vocabulary, info.arch)
-        net.load_state_dict(tensors, strict=True)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RestoreModelError(f"weights do not fit the model's architecture ({first})",
-                                path) from None
+    net = load_module(lambda: RestoreNet(info.vocabulary, info.arch), tensors,
+                      "restoration model", Path(path), RestoreModelError)
     return net.eval(), info
