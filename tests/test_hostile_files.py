@@ -322,3 +322,36 @@ def test_a_format_field_that_is_not_the_payloads_is_refused(name, photo):
             codec.decode(replace(bitstream, chroma=lie))
         with pytest.raises(UndecodableError, match="its header gives"):
             codec.decode(replace(bitstream, bit_depth=bitstream.bit_depth + 2))
+
+
+# -- hostile disks: whatever raises it, a full disk or a lack of memory is one line -----------
+@pytest.mark.parametrize("failure", [
+    OSError(28, "No space left on device", "out.png"),
+    OSError(27, "File too large", "out.png"),
+    OSError(13, "Permission denied", "out.png"),
+    MemoryError(),
+])
+def test_disk_and_memory_failures_anywhere_are_one_line(failure, photo, monkeypatch, capsys,
+                                                       tmp_path):
+    path = tmp_path / "photo.icm"
+    path.write_bytes(container.pack(*_honest(photo)))
+
+    def failing(*_args, **_kwargs):
+        raise failure
+
+    monkeypatch.setattr("icm.coding.write_atomic", failing)
+    code, _, err = icm(monkeypatch, capsys, "decode", path, "-o", tmp_path / "out.png")
+    needle = "memory" if isinstance(failure, MemoryError) else failure.strerror
+    assert_one_line_error(code, err, needle)
+
+
+def test_other_os_errors_stay_bugs_with_their_traceback(photo, monkeypatch, capsys, tmp_path):
+    path = tmp_path / "photo.icm"
+    path.write_bytes(container.pack(*_honest(photo)))
+
+    def failing(*_args, **_kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("icm.coding.write_atomic", failing)
+    with pytest.raises(OSError):
+        icm(monkeypatch, capsys, "decode", path, "-o", tmp_path / "out.png")

@@ -8,10 +8,11 @@ entry point prints them as one line and exits 2, never with a traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -54,11 +55,27 @@ def run() -> None:
     try:
         app()
     except IcmError as exc:
-        err.print(Text.assemble(("icm: error:", "bold red"), f" {exc}"), soft_wrap=True)
-        sys.exit(2)
+        _fail(str(exc))
+    except MemoryError:
+        _fail("out of memory (lower --max-pixels, or free memory and run again)")
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRORS:
+            raise  # anything else is a bug and keeps its traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or errno.errorcode.get(exc.errno, exc)}")
     except KeyboardInterrupt:
         err.print("icm: interrupted")
         sys.exit(130)
+
+
+#: what a full, read-only or forbidden disk raises from any library: the user's to fix
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM,
+                          errno.EROFS})
+
+
+def _fail(message: str) -> NoReturn:
+    err.print(Text.assemble(("icm: error:", "bold red"), f" {message}"), soft_wrap=True)
+    sys.exit(2)
 
 
 def emit_json(payload: Any) -> None:
