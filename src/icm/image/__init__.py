@@ -2,7 +2,7 @@
 
 from icm.image.datasets import Dataset, DatasetImage, Truth, content_hash, open_dataset
 from icm.image.documents import RenderedDocument, render_documents
-from icm.image.load import DEFAULT_MAX_PIXELS, decode_image_bytes, load_image
+from icm.image.load import DEFAULT_MAX_PIXELS, decode_image_bytes, load_image, pillow_rgb8
 from icm.image.resample import resize
 from icm.image.samples import SAMPLE_PHOTOS, sample_photo, sample_photos
 
@@ -23,6 +23,7 @@ __all__ = [
     "decode_image_bytes",
     "load_image",
     "open_dataset",
+    "pillow_rgb8",
     "render_documents",
     "resize",
     "sample_photo",
