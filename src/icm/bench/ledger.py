@@ -4,6 +4,10 @@ Why SQLite: a row is committed atomically or not at all, so a run killed with ``
 keeps every finished row and loses only work in flight; the primary keys make a re-run
 idempotent (nothing duplicated), and any tool can read the file. Only the parent process writes;
 workers return results, so there is no write contention.
+
+The ``runs`` table has one entry per bench: ``running`` while it works (its ``rows_added`` kept
+current with every committed unit), then ``finished``, ``interrupted`` (an error or Ctrl-C), or
+``died`` (its process was killed before it could say; marked by the next bench on the folder).
 """
 
 from __future__ import annotations
@@ -165,14 +169,23 @@ class Ledger:
             self.db.execute("INSERT OR IGNORE INTO images VALUES (?,?,?,?,?,?)",
                             (image_sha, image_id, kind, width, height, source))
 
-    def add_unit(self, bitstreams: Iterable[BitstreamRow], rows: Iterable[ResultRow]) -> int:
-        """Commit one work unit's bitstreams and rows together; return rows newly added."""
+    def add_unit(self, bitstreams: Iterable[BitstreamRow], rows: Iterable[ResultRow],
+                 run_id: int | None = None) -> int:
+        """Commit one work unit's bitstreams and rows together; return rows newly added.
+
+        With ``run_id``, that run's ``rows_added`` grows in the same transaction, so a run
+        killed mid-way has left an exact count of the rows it committed (see ``mark_died``).
+        """
         with self.db:
             _insert(self.db, "bitstreams", bitstreams)
             before = self.db.total_changes
             # A row whose bitstream went stale (new encoder or tool version) is replaced.
             _insert(self.db, "results", rows, replace=True)
-            return self.db.total_changes - before
+            added = self.db.total_changes - before
+            if run_id is not None:
+                self.db.execute("UPDATE runs SET rows_added=rows_added+? WHERE id=?",
+                                (added, run_id))
+            return added
 
     def add_pristine(self, row: PristineRow) -> None:
         with self.db:
@@ -199,9 +212,29 @@ class Ledger:
     def start_run(self, config: dict[str, Any]) -> int:
         with self.db:
             cursor = self.db.execute(
-                "INSERT INTO runs (started_at, config_json, status) VALUES (?,?,?)",
-                (time.time(), json.dumps(config, sort_keys=True), "running"))
+                "INSERT INTO runs (started_at, config_json, status, rows_added) "
+                "VALUES (?,?,?,0)", (time.time(), json.dumps(config, sort_keys=True), "running"))
         return int(cursor.lastrowid)
+
+    def mark_died(self) -> list[str]:
+        """Mark every run still ``running`` as ``died``, note each, and return the notes.
+
+        Call only while holding the run folder's lock (``RunFolderLock``): then no live bench
+        owns such an entry; its process ended without recording how (``kill -9``, a crash, a
+        power cut). Its ``rows_added`` is what it had committed, or unknown (NULL) for runs
+        recorded before ``add_unit`` kept it current.
+        """
+        with self.db:
+            stale = self.db.execute("SELECT id, started_at, rows_added FROM runs "
+                                    "WHERE status='running' ORDER BY id").fetchall()
+            notes = []
+            for run_id, started_at, rows in stale:
+                subject, message = f"run #{run_id}", _died_message(started_at, rows)
+                self.db.execute("UPDATE runs SET status='died' WHERE id=?", (run_id,))
+                self.db.execute("INSERT OR IGNORE INTO notes (created_at, subject, message) "
+                                "VALUES (?,?,?)", (time.time(), subject, message))
+                notes.append(f"{subject}: {message}")
+        return notes
 
     def finish_run(self, run_id: int, wall_s: float, work_s: float, rows_added: int,
                    status: str, workers: int) -> None:
@@ -245,6 +278,13 @@ class Ledger:
         if table not in TABLES:
             raise ValueError(table)
         return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def _died_message(started_at: float, rows: int | None) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started_at))
+    committed = "an unknown number of" if rows is None else str(rows)
+    return (f"died (started {when}; its process ended without finishing, e.g. killed) after "
+            f"committing {committed} result rows")
 
 
 def _insert(db: sqlite3.Connection, table: str, rows: Iterable[Any], *,

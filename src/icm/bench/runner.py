@@ -5,10 +5,14 @@ plans only the rows the ledger lacks, and starts an executor only if there is wo
 a finished grid does no codec or model work at all. Pristine outputs come first (once per image
 and machine, predicted twice to check stability), then one unit per (image, codec). The parent
 is the only writer of the ledger and the bitstream cache, whichever executor did the work.
+One bench at a time per run folder: the parent holds an OS lock on ``RUN/bench.lock``.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +32,11 @@ from icm.bench.worker import (
 from icm.errors import BadImageError, IcmError
 from icm.image import DEFAULT_MAX_PIXELS
 from icm.image.datasets import SAMPLES, Dataset, content_hash, open_dataset
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; RunFolderLock then locks nothing (docs/bench.md)
+    fcntl = None  # type: ignore[assignment]
 
 Progress = Callable[[str, int, int], None]  # (stage, done rows, total rows)
 DEFAULT_VIEWS = 6  # crops per bundled photo in the embedded default
@@ -66,6 +75,7 @@ class BenchOutcome:
     work_s: float
     skipped: list[str] = field(default_factory=list)
     workers: int = 0
+    died: list[str] = field(default_factory=list)  # earlier runs found dead (Ledger.mark_died)
 
     @property
     def harness_share(self) -> float:
@@ -86,6 +96,78 @@ def ledger_path(out: Path) -> Path:
     return Path(out) / "ledger.sqlite"
 
 
+def lock_path(out: Path) -> Path:
+    return Path(out) / "bench.lock"
+
+
+class RunFolderLock:
+    """One bench per run folder: an exclusive, non-blocking ``flock`` on ``RUN/bench.lock``,
+    held by the parent for the whole run; a second bench is refused with the holder's pid.
+
+    An OS lock, not a pid file alone, because the kernel drops it however its process ends
+    (``kill -9`` included): a free lock proves that no bench runs here, so a run-table entry
+    still marked running belongs to a dead process. The file is never deleted (unlinking a lock
+    file races with a process that has just opened it); its pid and start time mean something
+    only while it is locked. The descriptor is not inheritable and workers are spawned, so an
+    orphaned worker never keeps the lock. Without ``fcntl`` (Windows), or on a filesystem that
+    refuses locks, nothing is locked and ``held`` is False: the run goes on as before.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.path = lock_path(out)
+        self.fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
+
+    def __enter__(self) -> RunFolderLock:
+        if fcntl is None:
+            return self
+        fd = self._open()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise IcmError(f"in use by another icm bench ({holder}); wait for it to end or "
+                           "use another --out", self.path.parent) from None
+        except OSError:  # no lock support here (some network filesystems): run unlocked
+            os.close(fd)
+            return self
+        self.fd = fd
+        os.ftruncate(fd, 0)  # the holder's record, for the message a second bench gets
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "started_at": time.time(),
+                                  "host": socket.gethostname()}).encode(), 0)
+        return self
+
+    def _open(self) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise IcmError(f"cannot open the run folder's lock file ({exc.strerror})",
+                           self.path) from None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the only descriptor releases the lock
+            self.fd = None
+
+
+def _lock_holder(fd: int) -> str:
+    """``pid 123, started 2025-01-02 03:04:05`` from a held lock file; the holder may not have
+    written it yet (it locks first), so an unreadable record says so instead of failing."""
+    try:
+        record = json.loads(os.pread(fd, 4096, 0))
+        pid, started = int(record["pid"]), float(record["started_at"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return "pid unknown"
+    text = f"pid {pid}, started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}"
+    host = record.get("host")
+    return text if host in (None, socket.gethostname()) else f"{text} on {host}"
+
+
 def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOutcome:
     """Plan, run what is missing, and return what was done."""
     from icm.bench.grid import default_machines
@@ -99,7 +181,8 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOut
         dataset = dataset.limit(config.limit)
     dataset = dataset.degraded(config.degrade)
     out = Path(config.out)
-    with Ledger(ledger_path(out)) as ledger:
+    with RunFolderLock(out) as lock, Ledger(ledger_path(out)) as ledger:
+        died = ledger.mark_died() if lock.held else []  # unlocked, a running entry may be live
         run_id = ledger.start_run(config.to_json())
         images = _register_images(dataset, ledger, config.max_pixels)
         plan = _Plan(images, points, machines, ledger, out / "cache" / "bitstreams")
@@ -121,14 +204,15 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOut
                 with executor_class(setup, min(workers, plan.unit_count()) if workers else 0,
                                     config.address, config.actors) as executor:
                     workers = executor.workers
-                    pristine_added, added, work_ms = _execute(plan, executor, ledger, progress)
+                    pristine_added, added, work_ms = _execute(plan, executor, ledger, run_id,
+                                                              progress)
             status = "finished"
         finally:
             wall = time.perf_counter() - started
             ledger.finish_run(run_id, wall, work_ms / 1e3, added, status, workers)
         total = ledger.count("results")
     return BenchOutcome(out, total, added, pristine_added, wall, work_ms / 1e3,
-                        dataset.skipped, workers)
+                        dataset.skipped, workers, died)
 
 
 def _registering_modules(points, machines) -> tuple[str, ...]:
@@ -216,7 +300,7 @@ class _Plan:
         return CodecJob(image, sha, points, pending, pristine, cached)
 
 
-def _execute(plan: _Plan, executor: Executor, ledger: Ledger,
+def _execute(plan: _Plan, executor: Executor, ledger: Ledger, run_id: int,
              progress: Progress | None) -> tuple[int, int, float]:
     added = pristine_added = 0
     work_ms = 0.0
@@ -236,7 +320,7 @@ def _execute(plan: _Plan, executor: Executor, ledger: Ledger,
         report("codecs", 0, total_rows)
         for result in executor.codec_units(plan.job(unit) for unit in plan.units):
             store_files(plan.cache_dir, result.files)  # files first: a row never lacks its file
-            added += ledger.add_unit(result.bitstreams, result.rows)
+            added += ledger.add_unit(result.bitstreams, result.rows, run_id)
             for subject, message in result.notes:
                 ledger.note(subject, message)
             work_ms += result.work_ms

@@ -105,6 +105,8 @@ def register(app: typer.Typer, out: Console, err: Console) -> None:
             outcome = run_bench(config, show)
         for problem in outcome.skipped:
             err.print(skipped_line(problem))
+        for note in outcome.died:  # an earlier bench on this folder was killed mid-way
+            err.print(Text.assemble(("icm: note:", "yellow"), f" {note}"), soft_wrap=True)
         summary = _bench_summary(outcome, config)
         if report:
             from icm.bench.report import write_report
@@ -181,6 +183,7 @@ def _bench_summary(outcome, config) -> dict:
         "workers": outcome.workers,
         "harness_share": outcome.harness_share,
         "skipped": outcome.skipped,
+        "died_runs": outcome.died,
         "findings": list(findings(rows, config.anchor, table).values()),
         "bd": [vars(entry) for entry in table],
     }
