@@ -18,7 +18,7 @@ from icm import container
 from icm.codecs import Bitstream, CodecPoint, codec_for_suffix, get_codec
 from icm.codecs.rate import RateResult, encode_to_bpp
 from icm.errors import IcmError
-from icm.fileio import refuse_overwriting_input, write_atomic
+from icm.fileio import read_input, refuse_overwriting_input, write_atomic
 from icm.image import DEFAULT_MAX_PIXELS, load_image, resize
 from icm.limits import DEFAULT_SIDE, DecodeSide
 from icm.metrics import psnr
@@ -238,8 +238,8 @@ class Coded:
         """RGB at the original size: a resampled ``.icm`` is scaled back to it, and a RESTORE
         field's restorer runs last. Every size the file declares is checked against the
         decoding ``side``'s pixel limit before anything is decoded."""
-        codec = get_codec(self.codec)
         try:
+            codec = get_codec(self.codec)
             if self.header is not None:
                 side.check_pixels(self.header.width, self.header.height, "the header's size")
             if self.bitstream is None:
@@ -369,14 +369,7 @@ def _side_info_of(
 
 
 def _read(path: Path) -> bytes:
-    if not path.exists():
-        raise IcmError("file not found", path)
-    if path.is_dir():
-        raise IcmError("is a folder, not a file", path)
-    data = path.read_bytes()
-    if not data:
-        raise IcmError("empty file", path)
-    return data
+    return read_input(path)
 
 
 def _image_format(output: Path) -> str:

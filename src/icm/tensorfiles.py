@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin
 
 from icm.errors import IcmError
-from icm.fileio import write_atomic
+from icm.fileio import read_input, write_atomic
 
 #: deeper JSON is refused before parsing: Python's parser recurses and would die with a
 #: RecursionError; real records are a few levels deep (a fine-tune's lineage adds one each)
@@ -58,12 +58,9 @@ def read_unchecked(path: Path, what: str, error: type[IcmError]
     """:func:`read_tensors` without :func:`check_tensors`, for a caller with a more telling
     check to make first (a learned model's hash names what a flipped byte really is)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise error(f"{what} file not found", path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise error(f"{what} file does not read ({one_line(exc)})", path) from None
+    data = read_input(path, error=error)
     tensors, fields = _parse(data, what, path, error)
     return tensors, Metadata(fields, path, what, error)
 

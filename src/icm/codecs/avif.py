@@ -52,4 +52,4 @@ class AvifCodec(Codec):
         )
 
     def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
-        return pillow_decode(data, side)
+        return pillow_decode(data, side, "AVIF")

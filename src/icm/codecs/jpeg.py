@@ -128,7 +128,7 @@ class JpegCodec(Codec):
         )
 
     def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
-        return pillow_decode(data, side)
+        return pillow_decode(data, side, "JPEG")
 
 
 def quant_tables(quality: int) -> tuple[np.ndarray, np.ndarray]:

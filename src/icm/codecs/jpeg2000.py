@@ -43,7 +43,7 @@ class Jpeg2000Codec(Codec):
         )
 
     def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
-        return pillow_decode(data, side)
+        return pillow_decode(data, side, "JPEG2000")
 
     def native_chroma(self, options: Mapping[str, Any]) -> str:
         return "444"

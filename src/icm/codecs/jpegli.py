@@ -49,4 +49,4 @@ class JpegliCodec(Codec):
         return pyjpegli.encode(np.ascontiguousarray(rgb).tobytes(), width, height, int(value))
 
     def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
-        return pillow_decode(data, side)
+        return pillow_decode(data, side, "JPEG")

@@ -13,7 +13,6 @@ import numpy as np
 
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
-from icm.errors import IcmError
 from icm.limits import DecodeSide
 
 
@@ -53,10 +52,10 @@ class JxlCodec(Codec):
     def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
         import imagecodecs
 
-        try:
-            return imagecodecs.jpegxl_decode(data)
-        except Exception as exc:  # imagecodecs raises its own per-codec error class
-            raise IcmError(f"JPEG XL bitstream does not decode ({exc})") from None
+        from icm.image.load import jxl_header
+
+        side.check_pixels(*jxl_header(data, "payload")[:2], "JPEG XL picture")  # libjxl would
+        return imagecodecs.jpegxl_decode(data)  # allocate the whole picture before we could
 
     def native_chroma(self, options: Mapping[str, Any]) -> str:
         return "444"

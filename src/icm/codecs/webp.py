@@ -38,4 +38,4 @@ class WebpCodec(Codec):
         )
 
     def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
-        return pillow_decode(data, side)
+        return pillow_decode(data, side, "WEBP")

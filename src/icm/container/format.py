@@ -89,12 +89,11 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from icm.errors import CorruptContainerError, IcmError
-from icm.fileio import write_atomic
+from icm.errors import CorruptContainerError
+from icm.fileio import read_input, write_atomic
 
 if TYPE_CHECKING:
     from icm.codecs.base import Bitstream
@@ -707,15 +706,7 @@ def _same_option(value: Any, default: Any) -> bool:
 # -- files -----------------------------------------------------------------------------------
 def read_icm(path: str | os.PathLike[str]) -> tuple[Header, bytes]:
     """Read and check the ``.icm`` file at ``path``; errors name the file."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise IcmError("no such file", path) from None
-    except IsADirectoryError:
-        raise IcmError("is a directory, not an .icm file", path) from None
-    except OSError as exc:
-        raise IcmError(f"cannot read ({exc.strerror or exc})", path) from None
-    return unpack(data, path)
+    return unpack(read_input(path), path)
 
 
 def write_icm(path: str | os.PathLike[str], header: Header, payload: bytes) -> int:

@@ -48,6 +48,7 @@ from icm.degrade.base import check_rgb, check_strength
 from icm.degrade.blur import line_kernel
 from icm.degrade.registry import DEGRADATIONS, get_degradation
 from icm.errors import IcmError
+from icm.fileio import file_digest, read_input, write_atomic
 from icm.image.resample import resize
 
 #: bump whenever :func:`image_features` changes: a model fitted on other features is refused
@@ -466,18 +467,12 @@ class Recogniser:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model atomically as a small ``.npz`` (no pickles inside)."""
-        from icm.fileio import write_atomic
-
         return write_atomic(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Recogniser:
         """Read a model file, or a one-line :class:`BadModelError` naming it."""
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise BadModelError(f"cannot read recogniser model ({exc.strerror or exc})",
-                                path) from None
+        data = read_input(path, error=BadModelError)
         return cls.from_bytes(data, path)
 
     @classmethod
@@ -540,7 +535,6 @@ def get_recogniser() -> Recogniser:
 
 def recogniser_fingerprint() -> str:
     """A short hash of the shipped model's bytes (cached results name the model they used)."""
-    from icm.fileio import file_digest
 
     return file_digest(str(resources.files("icm.degrade").joinpath(SHIPPED_MODEL)), digits=16)
 

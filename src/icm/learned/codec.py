@@ -123,6 +123,8 @@ class IcmLicCodec(Codec):
         if flags & _HAS_MAP:
             try:
                 (length,) = struct.unpack_from("<H", data, offset)
+                if offset + 2 + length >= len(data):
+                    raise ValueError("it runs past the end of the stream")
                 # bounded: the map is one byte per latent position, never more
                 raw = zlib.decompressobj().decompress(data[offset + 2 : offset + 2 + length],
                                                       rows * cols + 1)
@@ -131,6 +133,8 @@ class IcmLicCodec(Codec):
                 problem = f"icm-lic quality map does not decode ({exc})"
                 raise CorruptContainerError(problem) from None
             offset += 2 + length
+        if offset >= len(data):
+            raise CorruptContainerError("icm-lic stream ends before its latents")
         with one_thread():
             return decode_latents(net, data[offset:], quality_map(milli / 1000, deltas))
 
@@ -230,8 +234,16 @@ def _parse_header(data: bytes) -> tuple[int, int, int, int, int, bytes]:
     if len(data) < _HEADER.size:
         raise CorruptContainerError("icm-lic stream is shorter than its header")
     header = _HEADER.unpack_from(data)
-    if header[0] != VERSION:
-        raise CorruptContainerError(f"icm-lic stream version {header[0]} is not {VERSION}")
+    version, flags, milli, rows, cols, _tag = header
+    if version != VERSION:
+        raise CorruptContainerError(f"icm-lic stream version {version} is not {VERSION}")
+    if flags & ~_HAS_MAP:
+        raise CorruptContainerError(f"icm-lic stream has unknown flags 0x{flags:02x}")
+    if not 1000 <= milli <= LEVELS * 1000:
+        raise CorruptContainerError(f"icm-lic stream quality {milli / 1000:g} is outside "
+                                    f"1..{LEVELS}")
+    if rows < 1 or cols < 1:
+        raise CorruptContainerError(f"icm-lic stream has an empty {rows}x{cols} latent grid")
     return header
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
 from icm.errors import CodecUnavailableError, CorruptContainerError, IcmError
+from icm.fileio import read_input
 from icm.learned.runtime import importable, one_thread
 from icm.limits import DecodeSide
 
@@ -208,7 +209,7 @@ def _local(name: str, path: str, _stamp: tuple[int, int] | None) -> tuple[Any, b
 
     if _stamp is None:
         raise CodecUnavailableError(f"{path}: CompressAI weights file not found")
-    data = Path(path).read_bytes()
+    data = read_input(path, error=CodecUnavailableError)
     image = _zoo_module()
     try:
         with _quiet():
