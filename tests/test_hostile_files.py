@@ -355,3 +355,42 @@ def test_other_os_errors_stay_bugs_with_their_traceback(photo, monkeypatch, caps
     monkeypatch.setattr("icm.coding.write_atomic", failing)
     with pytest.raises(OSError):
         icm(monkeypatch, capsys, "decode", path, "-o", tmp_path / "out.png")
+
+
+# -- special files in and out, on the command line --------------------------------------------
+def test_decoding_a_fifo_is_refused_without_waiting(monkeypatch, capsys, tmp_path):
+    """``icm decode /dev/zero`` read until memory ran out; a FIFO (made here, never the
+    machine's /dev) is refused before a byte is read, and nothing waits for a writer."""
+    import os
+
+    fifo = tmp_path / "stream.icm"
+    os.mkfifo(fifo)
+    code, _, err = icm(monkeypatch, capsys, "decode", fifo, "-o", tmp_path / "out.png")
+    assert_one_line_error(code, err, "stream.icm", "not a regular file")
+
+
+def test_decoding_onto_a_fifo_is_refused_and_keeps_it(photo, monkeypatch, capsys, tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "photo.icm"
+    path.write_bytes(container.pack(*_honest(photo)))
+    target = tmp_path / "out.png"
+    os.mkfifo(target)
+    code, _, err = icm(monkeypatch, capsys, "decode", path, "-o", target)
+    assert_one_line_error(code, err, "out.png")
+    assert stat.S_ISFIFO(os.stat(target).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "photo.icm"]
+
+
+def test_an_output_suffix_no_writer_knows_is_refused_before_decoding(photo, monkeypatch, capsys,
+                                                                    tmp_path):
+    """``-o out.xyz`` wrote PNG bytes under that name; now it is refused, and nothing is
+    written."""
+    path = tmp_path / "photo.icm"
+    path.write_bytes(container.pack(*_honest(photo)))
+    decoded = []
+    monkeypatch.setattr("icm.coding.Coded.decode", lambda *args: decoded.append(args))
+    code, _, err = icm(monkeypatch, capsys, "decode", path, "-o", tmp_path / "out.xyz")
+    assert_one_line_error(code, err, "out.xyz", "'.xyz'")
+    assert not decoded and not (tmp_path / "out.xyz").exists()
