@@ -206,7 +206,7 @@ def test_an_icm_lic_stream_whose_grid_lies_is_refused_before_decoding(photo):
 
 # -- truncation is an error for every codec ---------------------------------------------------
 @pytest.mark.parametrize("name", ["hevc", "hevc-kvazaar", "avc", "av1", "vvc", "jpeg", "webp",
-                                  "avif", "jpeg2000", "heic", "jxl"])
+                                  "avif", "jpeg2000", "heic", "jxl", "icm-lic"])
 def test_every_truncation_of_a_raw_stream_is_an_error(name, photo):
     """Cuts from a third of the stream to one byte short: none may decode to a partial
     picture (FFmpeg's HEVC decoder conceals a cut slice silently; icm's probe catches it).

@@ -212,7 +212,7 @@ def decode_latents(net: LicNet, data: bytes, qmap: np.ndarray) -> np.ndarray:
             z_hat = torch.from_numpy(z_symbols.reshape(z_shape)).float()
             z_hat = z_hat + net.z_mean[None, :, None, None]
             means, scales = net.hyper_synthesis(z_hat, (rows, cols))
-            y_symbols = decoder.decode(entropy.scale_indexes(scales))
+            y_symbols = decoder.decode_last(entropy.scale_indexes(scales))
             y_hat = torch.from_numpy(y_symbols.reshape(means.shape)).float() + means
             q = torch.from_numpy(qmap - 1)[None, None]
             x_hat = net.synthesis(y_hat, q).clamp(0, 1)

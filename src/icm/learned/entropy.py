@@ -71,3 +71,21 @@ class Decoder:
     def decode(self, indexes: np.ndarray) -> np.ndarray:
         stds = SCALE_TABLE[indexes]
         return np.asarray(self._coder.decode(self._model, np.zeros_like(stds), stds), np.int32)
+
+    def decode_last(self, indexes: np.ndarray) -> np.ndarray:
+        """:meth:`decode` for the stream's last symbols, checking that the stream ends exactly
+        with them.
+
+        A rANS stream that lost words still decodes (constriction reads an exhausted coder as
+        zeros), so a cut stream would give a picture. But a whole one runs out of words with
+        its very last symbol, not before and not after: the coder must still hold bits before
+        the last symbol and none after it."""
+        if indexes.size == 0:
+            return np.zeros(0, np.int32)
+        head = self.decode(indexes[:-1])
+        if self._coder.is_empty():
+            raise ValueError("the stream ends before its last symbol (truncated)")
+        last = self.decode(indexes[-1:])
+        if not self._coder.is_empty():
+            raise ValueError("bytes are left over after the last symbol")
+        return np.concatenate([head, last])
