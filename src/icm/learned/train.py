@@ -37,9 +37,7 @@ a run resumed from a checkpoint (model, optimiser, step; written atomically ever
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,14 +46,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from icm.checkpoints import load_checkpoint, save_checkpoint
 from icm.errors import IcmError
 from icm.image.datasets import load_photos
 from icm.learned.files import load_model, save_model, shipped_model
 from icm.learned.network import LATENT_STRIDE, Architecture, LicNet, parameter_count
 from icm.machines.features import LITE0_TAPS, MachineFeatures, feature_distortion
+from icm.training import Progress, Schedule, Settings, resume, run
 
-Progress = Callable[[str, int, int], None]
 #: the smallest window side, in the machine's view, whose deepest feature tap is still 2x2
 MIN_VIEW = 32
 #: ``init`` value naming the model that ships with icm
@@ -210,11 +207,28 @@ def training_loss(net: LicNet, x: torch.Tensor, qmap: torch.Tensor, alpha: float
     return loss.mean(), parts
 
 
-def learning_rate(config: LearnedTrainConfig, step: int) -> float:
+def schedule(config: LearnedTrainConfig) -> Schedule:
     """Warm up over 100 steps, hold, then decay by 10x over the last fifth (cosine)."""
-    warm = min(1.0, (step + 1) / 100)
-    tail = max(0.0, (step - 0.8 * config.steps) / (0.2 * config.steps))
-    return config.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(tail, 1.0))))
+    return Schedule(config.lr, config.steps, warmup=100, decay_share=0.2, floor=0.1)
+
+
+@dataclass
+class _CodecTask:
+    """The learned codec's batches and loss, for the shared loop."""
+
+    net: LicNet
+    images: Sequence[np.ndarray]
+    config: LearnedTrainConfig
+    features: MachineFeatures | None
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return sample_batch(self.images, self.config, self.net.arch.levels, step)
+
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor,
+                                                                     dict[str, float]]:
+        x, qmap = batch
+        return training_loss(self.net, x, qmap, self.config.alpha, self.features,
+                             self.config.view_scale)
 
 
 def train(config: LearnedTrainConfig, progress: Progress | None = None) -> TrainResult:
@@ -222,42 +236,20 @@ def train(config: LearnedTrainConfig, progress: Progress | None = None) -> Train
     config.check()
     torch.set_num_threads(config.threads)
     out = Path(config.out)
-    checkpoint_path = out / "train.ckpt"
     images = load_images(config.images, config.crop, config.limit)
     net, lineage = initial_network(config)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
-    state = load_checkpoint(checkpoint_path, config.identity(), LearnedTrainError)
-    start, losses, wall = 0, [], 0.0
-    if state is not None:
-        net.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        start, losses, wall = state["step"], list(state["losses"]), float(state["wall_s"])
+    settings = Settings(config.steps, out / "train.ckpt", config.identity(), schedule(config),
+                        config.checkpoint_every, step_seed=config.seed, clip_norm=1.0,
+                        final_checkpoint=True, error=LearnedTrainError)
+    resumed = resume(net, optimiser, settings)
     features = MachineFeatures(config.machine, config.taps) if config.alpha > 0 else None
-    net.train()
-    began = time.perf_counter()
-    for step in range(start, config.steps):
-        torch.manual_seed(config.seed * 1_000_003 + step)  # the step's noise, resumable
-        x, qmap = sample_batch(images, config, net.arch.levels, step)
-        for group in optimiser.param_groups:
-            group["lr"] = learning_rate(config, step)
-        loss, parts = training_loss(net, x, qmap, config.alpha, features, config.view_scale)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        optimiser.step()
-        losses.append(float(loss.detach()))
-        if progress is not None:
-            progress(_describe(losses[-1], parts), step + 1, config.steps)
-        done = step + 1
-        if done % config.checkpoint_every == 0 or done == config.steps:
-            elapsed = wall + time.perf_counter() - began
-            save_checkpoint(checkpoint_path, config.identity(), done,
-                            {"model": net.state_dict(), "optimiser": optimiser.state_dict(),
-                             "losses": losses, "wall_s": elapsed})
-    wall += time.perf_counter() - began
-    trained = {**_summary(config, len(images), wall, losses), **lineage}
+    task = _CodecTask(net, images, config, features)
+    outcome = run(task, net, optimiser, settings, progress, resumed=resumed, describe=_describe)
+    trained = {**_summary(config, len(images), outcome.wall_s, outcome.losses), **lineage}
     path = save_model(out, net.eval(), trained)
-    return TrainResult(path, config.steps, start, losses, wall, parameter_count(net), len(images))
+    return TrainResult(path, config.steps, outcome.resumed_from, outcome.losses,
+                       outcome.wall_s, parameter_count(net), len(images))
 
 
 def initial_network(config: LearnedTrainConfig) -> tuple[LicNet, dict[str, Any]]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from icm.checkpoints import load_checkpoint, save_checkpoint
 from icm.codecs import get_codec
 from icm.degrade import get_degradation, list_degradations
 from icm.errors import IcmError
@@ -48,8 +47,7 @@ from icm.machines.features import MachineFeatures, feature_distortion
 from icm.metrics import psnr
 from icm.restore.files import RestoreInfo, load_model, save_model
 from icm.restore.network import UNKNOWN, Architecture, RestoreNet, parameter_count
-
-Progress = Callable[[str, int, int], None]
+from icm.training import Progress, Schedule, Settings, resume, run
 
 #: the largest context window a degradation is applied to before cropping
 MAX_CONTEXT = 256
@@ -290,9 +288,26 @@ def evaluate(net: RestoreNet, cases: Sequence[ValCase]) -> dict[str, float]:
     return result
 
 
-def learning_rate(config: RestoreTrainConfig, step: int) -> float:
-    """Cosine decay to 5% of ``lr`` (a pure function of the step, so resuming repeats it)."""
-    return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / config.steps)))
+def schedule(config: RestoreTrainConfig) -> Schedule:
+    """Cosine decay to 5% of ``lr`` from the first step."""
+    return Schedule(config.lr, config.steps, decay_share=1.0, floor=0.05)
+
+
+@dataclass
+class _RestoreTask:
+    """The restorer's batches and loss, for the shared loop."""
+
+    net: RestoreNet
+    images: Sequence[np.ndarray]
+    config: RestoreTrainConfig
+    features: MachineFeatures | None
+
+    def batch(self, step: int) -> Batch:
+        return sample_batch(self.images, self.config, self.net, step)
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        return restoration_loss(self.net, batch, self.config.mse_weight, self.features,
+                                self.config.machine_weight), {}
 
 
 def train_restorer(config: RestoreTrainConfig, progress: Progress | None = None) -> TrainResult:
@@ -306,23 +321,13 @@ def train_restorer(config: RestoreTrainConfig, progress: Progress | None = None)
     features = MachineFeatures(config.machine) if config.machine else None
     cases = val_cases(config)
     checkpoint = config.out.with_suffix(config.out.suffix + ".ckpt")
-    start = _resume(checkpoint, config, net, optimiser)
+    settings = Settings(config.steps, checkpoint, config.identity(), schedule(config),
+                        config.checkpoint_every, error=RestoreTrainError)
+    resumed = resume(net, optimiser, settings)
+    start = resumed.resumed_from
     val_before = evaluate(net, cases) if cases and not start else None
-    losses: list[float] = []
-    net.train()
-    for step in range(start, config.steps):
-        for group in optimiser.param_groups:
-            group["lr"] = learning_rate(config, step)
-        loss = restoration_loss(net, sample_batch(images, config, net, step), config.mse_weight,
-                                features, config.machine_weight)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(float(loss.detach()))
-        if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-            _checkpoint(checkpoint, config, net, optimiser, step + 1)
-        if progress:
-            progress("training", step + 1, config.steps)
+    task = _RestoreTask(net, images, config, features)
+    losses = run(task, net, optimiser, settings, progress, resumed=resumed).new_losses
     net.eval()
     val_after = evaluate(net, cases) if cases else None
     wall_s = round(time.perf_counter() - started, 1)
@@ -348,29 +353,3 @@ def _start_network(config: RestoreTrainConfig) -> RestoreNet:
     if config.init is None:
         return RestoreNet(config.vocabulary(), Architecture(widths=tuple(config.widths)))
     return load_model(Path(config.init))[0]
-
-
-def _checkpoint(path: Path, config: RestoreTrainConfig, net: RestoreNet,
-                optimiser: torch.optim.Optimizer, step: int) -> None:
-    save_checkpoint(path, config.identity(), step,
-                    {"model": net.state_dict(), "optimiser": optimiser.state_dict()})
-
-
-def _resume(path: Path, config: RestoreTrainConfig, net: RestoreNet,
-            optimiser: torch.optim.Optimizer) -> int:
-    """The step to start from: a matching checkpoint's, else 0."""
-    state = load_checkpoint(path, config.identity(), RestoreTrainError)
-    if state is None:
-        return 0
-    step = state["step"]
-    if step > config.steps:
-        raise RestoreTrainError(f"checkpoint is at step {step}, past --steps {config.steps}",
-                                path)
-    try:
-        net.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-    except (KeyError, RuntimeError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RestoreTrainError(f"checkpoint does not fit the network ({first}); delete it "
-                                "to start over", path) from None
-    return step

@@ -1,0 +1,19 @@
+"""What every trainer shares (learned codec, restorer, adapters): the loop, its schedules,
+resumable checkpoints, and the photos training reads. A trainer keeps only its model, its
+batches and its loss."""
+
+from icm.checkpoints import load_checkpoint, save_checkpoint
+from icm.training.loop import Outcome, Progress, Settings, Task, resume, run
+from icm.training.schedule import Schedule
+
+__all__ = [
+    "Outcome",
+    "Progress",
+    "Schedule",
+    "Settings",
+    "Task",
+    "load_checkpoint",
+    "resume",
+    "run",
+    "save_checkpoint",
+]

@@ -1,0 +1,146 @@
+"""The one training loop every trainer runs: resume, step, checkpoint, report progress.
+
+A trainer brings its model, its batches and its loss (a :class:`Task`); the loop owns
+everything they share, so resuming behaves the same everywhere: a step's batch and noise are
+functions of ``(seed, step)`` alone and the learning rate of the step alone, and the
+checkpoint (model, optimiser, step, loss history, wall time, and whatever the task adds) is
+written atomically, so a run killed at any moment and started again with the same settings
+ends with the same weights as one never stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from icm.checkpoints import load_checkpoint, save_checkpoint
+from icm.errors import IcmError
+
+Progress = Callable[[str, int, int], None]
+
+
+class Task(Protocol):
+    """What one trainer supplies to the loop."""
+
+    def batch(self, step: int) -> Any:
+        """The batch of ``step``: a pure function of the seed and the step."""
+
+    def loss(self, batch: Any) -> tuple[Any, Mapping[str, float]]:
+        """The loss tensor to minimise and the figures to show beside it."""
+
+
+@dataclass
+class Settings:
+    """How the loop runs: how long, where it checkpoints, and the optional per-step habits.
+
+    ``step_seed``: torch's generator is reseeded with ``step_seed * 1_000_003 + step`` before
+    each step, so a model whose forward pass draws noise (quantisation proxies) draws the same
+    noise on a resumed run. ``clip_norm``: gradients are clipped to that norm.
+    ``final_checkpoint``: also checkpoint after the last step (a trainer that keeps its
+    checkpoint as the run's record) rather than only between steps.
+    """
+
+    steps: int
+    checkpoint: Path
+    identity: dict[str, Any]
+    learning_rate: Callable[[int], float]
+    checkpoint_every: int = 100
+    step_seed: int | None = None
+    clip_norm: float | None = None
+    final_checkpoint: bool = False
+    error: type[IcmError] = IcmError
+
+
+@dataclass
+class Outcome:
+    """What a run of the loop did: where it started, every loss so far, the wall time."""
+
+    resumed_from: int
+    losses: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+    steps_run: int = 0
+
+    @property
+    def new_losses(self) -> list[float]:
+        """The losses of the steps this process ran (not those before a resume)."""
+        return self.losses[len(self.losses) - self.steps_run:]
+
+
+def run(task: Task, model: Any, optimiser: Any, settings: Settings,
+        progress: Progress | None = None, *, resumed: Outcome | None = None,
+        describe: Callable[[float, Mapping[str, float]], str] | None = None,
+        extra_state: Callable[[], dict[str, Any]] | None = None,
+        after_step: Callable[[int], None] | None = None) -> Outcome:
+    """Train ``model`` with ``optimiser`` on ``task`` from the last checkpoint to the end.
+
+    ``resumed`` is :func:`resume`'s result when the trainer needed to know where it starts
+    before training (to validate an untrained model, say); otherwise the loop resumes itself.
+    ``extra_state`` adds the task's own state to each checkpoint (an early-stopping best, a
+    curve); it comes back in :attr:`Outcome.extra` on resume, for the task to restore.
+    ``after_step`` runs after each step's update (validation every k steps, say).
+    """
+    import torch
+
+    outcome = resumed if resumed is not None else resume(model, optimiser, settings)
+    began = time.perf_counter()
+    model.train()
+    for step in range(outcome.resumed_from, settings.steps):
+        if settings.step_seed is not None:
+            torch.manual_seed(settings.step_seed * 1_000_003 + step)
+        batch = task.batch(step)
+        for group in optimiser.param_groups:
+            group["lr"] = settings.learning_rate(step)
+        loss, parts = task.loss(batch)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        if settings.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_norm)
+        optimiser.step()
+        outcome.losses.append(float(loss.detach()))
+        outcome.steps_run += 1
+        if after_step is not None:
+            after_step(step + 1)
+        if progress is not None:
+            text = describe(outcome.losses[-1], parts) if describe else "training"
+            progress(text, step + 1, settings.steps)
+        if _checkpoint_due(step + 1, settings):
+            elapsed = outcome.wall_s + time.perf_counter() - began
+            save_checkpoint(settings.checkpoint, settings.identity, step + 1, {
+                "model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                "losses": outcome.losses, "wall_s": elapsed,
+                **(extra_state() if extra_state else {})})
+    outcome.wall_s += time.perf_counter() - began
+    return outcome
+
+
+def _checkpoint_due(done: int, settings: Settings) -> bool:
+    if done == settings.steps:
+        return settings.final_checkpoint
+    return done % settings.checkpoint_every == 0
+
+
+def resume(model: Any, optimiser: Any, settings: Settings) -> Outcome:
+    """Load a matching checkpoint into ``model`` and ``optimiser``: the outcome so far (a
+    fresh start when there is none)."""
+    state = load_checkpoint(settings.checkpoint, settings.identity, settings.error)
+    if state is None:
+        return Outcome(0)
+    step = state["step"]
+    if step > settings.steps:
+        raise settings.error(f"checkpoint is at step {step}, past --steps {settings.steps}",
+                             settings.checkpoint)
+    try:
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise settings.error(f"checkpoint does not fit the network ({first}); delete it to "
+                             "start over", settings.checkpoint) from None
+    known = ("identity", "step", "model", "optimiser", "losses", "wall_s")
+    return Outcome(step, [float(v) for v in state.get("losses", [])],
+                   float(state.get("wall_s", 0.0)),
+                   {key: value for key, value in state.items() if key not in known})
