@@ -241,6 +241,7 @@ class Coded:
         try:
             codec = get_codec(self.codec)
             if self.header is not None:
+                codec.knob.parse(self.header.level, codec.name)  # a level no encoder writes
                 side.check_pixels(self.header.width, self.header.height, "the header's size")
             if self.bitstream is None:
                 return codec.decode_raw(self.data, side)

@@ -7,9 +7,10 @@ import warnings
 from typing import Any
 
 import numpy as np
-from PIL import Image, JpegImagePlugin
+from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from icm.codecs.base import Picture
+from icm.errors import UndecodableError
 from icm.limits import DecodeSide
 
 
@@ -33,6 +34,8 @@ def pillow_decode(data: bytes, side: DecodeSide, image_format: str) -> np.ndarra
         limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
             image = Image.open(io.BytesIO(data), formats=(image_format,))
+        except UnidentifiedImageError:
+            raise UndecodableError(f"payload is not a readable {image_format} image") from None
         finally:
             Image.MAX_IMAGE_PIXELS = limit
         with image:
