@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import icm.degrade  # noqa: F401  (lets datasets degrade their images)
 from icm.errors import IcmError
 from icm.image import (
     SAMPLE_PHOTOS,

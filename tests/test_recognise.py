@@ -71,7 +71,7 @@ def test_training_is_deterministic_for_a_seed(photos):
 
 
 def test_rescaled_views_add_downscaled_copies_of_each_photo(photos):
-    from icm.degrade import recognise as module
+    from icm.degrade.recognise import train as module
 
     one = [photos[0]]
     plain = training_samples(one, (0.5,), seed=3, names=["noise"])

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+import icm.degrade  # noqa: F401  (source_group parses the degradations in image ids with it)
 from icm.errors import IcmError
 from icm.image.datasets import source_group
 from icm.machines.registry import ADAPTER_MARKER, REFERENCE_MARK

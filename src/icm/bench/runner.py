@@ -170,6 +170,7 @@ def _lock_holder(fd: int) -> str:
 
 def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOutcome:
     """Plan, run what is missing, and return what was done."""
+    import icm.degrade  # noqa: F401  (Dataset.degraded parses and checks its specs with it)
     from icm.bench.grid import default_machines
 
     started = time.perf_counter()

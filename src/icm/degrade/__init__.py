@@ -3,9 +3,12 @@
 ``get_degradation('haze').apply(rgb, 0.5, seed=3)`` returns the degraded copy; the family
 modules below register themselves on import (one module per family of damage).
 ``recognise_image(rgb)`` goes the other way: it guesses the damage from the pixels alone.
+Importing the package also lets ``icm.image`` datasets hold degraded images
+(:mod:`icm.degrade.datasets`).
 """
 
-from icm.degrade import blur, capture, light, noise, weather  # noqa: F401  (registration)
+# registration: the families, and (datasets) the degrader that icm.image datasets use
+from icm.degrade import blur, capture, datasets, light, noise, weather  # noqa: F401
 from icm.degrade.base import (
     BadDegradationError,
     Degradation,

@@ -17,6 +17,9 @@ import numpy as np
 from icm.degrade.base import DegradationRecord
 from icm.degrade.registry import degrade, get_degradation
 from icm.errors import IcmError
+from icm.fileio import refuse_overwriting_input, write_atomic
+from icm.image import load_image
+from icm.metrics import psnr
 
 #: save options that keep an output as close as its format allows to the pixels it is given
 _FAITHFUL = {"JPEG": {"quality": 95, "subsampling": "4:4:4"}, "WEBP": {"lossless": True}}
@@ -31,10 +34,6 @@ def degrade_file(
     source: Path, output: Path | None, record: DegradationRecord, max_pixels: int
 ) -> dict[str, Any]:
     """Load, degrade, write atomically; return what was done and its PSNR against the input."""
-    from icm.fileio import refuse_overwriting_input, write_atomic
-    from icm.image import load_image
-    from icm.metrics import psnr
-
     get_degradation(record.name)  # a bad name fails before the image is read
     output = output or default_output(source, record)
     refuse_overwriting_input(source, output)

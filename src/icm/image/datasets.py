@@ -12,12 +12,18 @@ read, or a ``.txt`` and ``.json`` that disagree on the text, skips that image wi
 ``Dataset.skipped``: a benchmark scored against half-read truth would be silently wrong.
 
 **What listing checks, and what it leaves to loading.** Listing looks only at names: files
-with an image suffix (``icm.image.IMAGE_SUFFIXES``, any case; hidden files and folders, such as
+with an image suffix (:data:`IMAGE_SUFFIXES`, any case; hidden files and folders, such as
 macOS ``._photo.jpg`` droppings, are ignored) and the sidecars beside them. It does not decode
 the images, since that would decode every image twice; a truncated or corrupt file surfaces as
 :class:`~icm.errors.BadImageError` from :meth:`DatasetImage.load`, which the benchmark catches,
 notes and goes on. Listed files that are missing are noted in ``skipped`` the same way; only a
 dataset with nothing usable in it at all is an :class:`~icm.errors.IcmError`.
+
+**Degraded images.** :meth:`Dataset.degraded` gives each image synthetic camera damage
+(``icm.degrade``), applied on load and written into its id (``kodim01.png~haze@0.3``). The
+damage is ``icm.degrade``'s business and that package sits above this one (it loads images),
+so this module never imports it: ``icm.degrade`` plugs a :class:`Degrader` in when it is
+imported, and a degraded image keeps the record it parsed and hands it back to be applied.
 
 **Views.** A photo can be read as several square crops (:meth:`Dataset.views`), so a handful of
 photos gives enough images for an interval to mean something. A view's id carries its window
@@ -33,10 +39,10 @@ import json
 import math
 import os
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -44,9 +50,6 @@ from icm.errors import BadImageError, IcmError
 from icm.image.documents import RenderedDocument, render_documents
 from icm.image.load import DEFAULT_MAX_PIXELS, _check_pixels, load_image
 from icm.image.samples import SAMPLE_PHOTOS, sample_photo
-
-if TYPE_CHECKING:
-    from icm.degrade import DegradationRecord
 
 PHOTO = "photo"
 DOCUMENT = "document"
@@ -59,6 +62,11 @@ SAMPLES = "samples"  # the spec naming the embedded dataset; "./samples" names a
 LIST_SUFFIXES = (".txt", ".lst")
 _SAMPLE_SOURCE = "samples:"
 _ID_PREVIEW = 6  # how many ids an "unknown id" message lists
+#: the suffixes (any case) of the files a folder or list holds as images
+IMAGE_SUFFIXES = (
+    ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif",
+    ".jp2", ".j2k", ".avif", ".jxl", ".heic", ".heif", ".ppm", ".pgm", ".pnm",
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,42 @@ def content_hash(image: np.ndarray) -> str:
     digest = hashlib.sha256(f"{image.shape}|{image.dtype}".encode())
     digest.update(np.ascontiguousarray(image).tobytes())
     return digest.hexdigest()
+
+
+# -- degradations -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Degrader:
+    """What datasets need from ``icm.degrade``, which registers it on import (:func:`set_degrader`).
+
+    A record is whatever ``parse`` returns (an ``icm.degrade.DegradationRecord``): a frozen
+    dataclass with a ``seed`` field whose ``str`` is its spec (``haze@0.3``). This module only
+    stores records, writes them into ids and gives each image its own seed.
+    """
+
+    #: ``'haze@0.3'`` -> a record with seed 0; an :class:`IcmError` if it is not NAME@STRENGTH
+    parse: Callable[[str], Any]
+    #: an :class:`IcmError` if a record names no known degradation
+    check: Callable[[Any], object]
+    #: ``(pixels, record)`` -> the damaged copy of the pixels
+    apply: Callable[[np.ndarray, Any], np.ndarray]
+
+
+_degrader: Degrader | None = None
+
+
+def set_degrader(degrader: Degrader) -> None:
+    """Make ``degrader`` the one datasets use (``icm.degrade`` calls this when imported)."""
+    global _degrader
+    _degrader = degrader
+
+
+def get_degrader() -> Degrader:
+    """The registered :class:`Degrader`, or an :class:`IcmError` when there is none."""
+    if _degrader is None:
+        raise IcmError("degraded images need icm.degrade: import it first")
+    return _degrader
 
 
 # -- images and datasets ----------------------------------------------------------------------
@@ -142,8 +186,9 @@ class DatasetImage:
     kind: str
     source: str
     truth: Truth | None = None
-    #: synthetic camera damage (``icm.degrade``) applied on load; the file stays the reference
-    degradation: DegradationRecord | None = None
+    #: synthetic camera damage applied on load, a record of the :class:`Degrader` (an
+    #: ``icm.degrade.DegradationRecord``); the file stays the reference
+    degradation: Any = None
     #: the crop of the file this image is (``Dataset.views``); None: the whole file
     view: Window | None = None
 
@@ -165,9 +210,7 @@ class DatasetImage:
         """``reference`` with this image's degradation applied (itself when there is none)."""
         if self.degradation is None:
             return reference
-        from icm.degrade import degrade
-
-        return degrade(reference, self.degradation)
+        return get_degrader().apply(reference, self.degradation)
 
 
 @dataclass
@@ -236,15 +279,14 @@ class Dataset:
     def degraded(self, specs: Sequence[str]) -> Dataset:
         """Every image once per spec (``haze@0.3``; ``clean`` keeps the image as it is), ids
         suffixed ``~haze@0.3`` (see :func:`degraded_image`)."""
-        from icm.degrade import DegradationRecord, get_degradation
-
-        records: list[DegradationRecord | None] = []
+        records: list[Any] = []
         for spec in specs:
             if spec.strip().lower() == CLEAN:
                 records.append(None)
                 continue
-            record = DegradationRecord.parse(spec)
-            get_degradation(record.name)  # an unknown name fails here, before any work
+            degrader = get_degrader()
+            record = degrader.parse(spec)
+            degrader.check(record)  # an unknown name fails here, before any work
             records.append(record)
         if not records:
             return self
@@ -275,7 +317,7 @@ def load_photos(specs: Sequence[str], min_side: int, limit: int = 0,
     return photos
 
 
-def degraded_image(image: DatasetImage, record: DegradationRecord) -> DatasetImage:
+def degraded_image(image: DatasetImage, record: Any) -> DatasetImage:
     """``image`` with ``record`` applied on load, its id suffixed ``~haze@0.3``. The seed comes
     from the clean image's id, so a run repeats exactly, two images never share a noise
     pattern, and the id alone rebuilds the image (:func:`split_degraded_id`)."""
@@ -318,16 +360,15 @@ def image_from_id(image_id: str, kind: str, source: str) -> DatasetImage:
     return image if degradation is None else degraded_image(image, degradation)
 
 
-def split_degraded_id(image_id: str) -> tuple[str, DegradationRecord | None]:
+def split_degraded_id(image_id: str) -> tuple[str, Any]:
     """``'kodim01.png~haze@0.3'`` -> ``('kodim01.png', haze@0.3)``; other ids -> ``(id, None)``."""
-    from icm.degrade import BadDegradationError, DegradationRecord
-
     base, mark, spec = image_id.rpartition(DEGRADED_MARK)
     if not mark:
         return image_id, None
+    parse = get_degrader().parse
     try:
-        return base, DegradationRecord.parse(spec)
-    except BadDegradationError:  # a file whose own name holds a '~'
+        return base, parse(spec)
+    except IcmError:  # a file whose own name holds a '~'
         return image_id, None
 
 
@@ -408,8 +449,6 @@ def _load_sample(source: str, max_pixels: int) -> np.ndarray:
 
 
 def _has_image_suffix(path: Path) -> bool:
-    from icm.image import IMAGE_SUFFIXES  # the package imports this module: look it up late
-
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
