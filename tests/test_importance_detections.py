@@ -63,7 +63,7 @@ def test_unavailable_reasons():
 def test_reason_names_the_missing_model_folder(tmp_path):
     reason = DetectionsProvider.unavailable_reason(f"detect:nanodet@{tmp_path}")
     assert isinstance(reason, str) and str(tmp_path) in reason
-    with pytest.raises(UnknownImportanceError, match="cannot run here"):
+    with pytest.raises(UnknownImportanceError, match="is unavailable"):
         get_importance(f"detections=detect:nanodet@{tmp_path}")
 
 

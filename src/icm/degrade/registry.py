@@ -6,29 +6,21 @@ import numpy as np
 
 from icm.degrade.base import Degradation, DegradationRecord
 from icm.errors import IcmError
-
-DEGRADATIONS: dict[str, type[Degradation]] = {}
+from icm.registry import Registry
 
 
 class UnknownDegradationError(IcmError):
     """A degradation name that is not registered."""
 
 
-def register_degradation(cls: type[Degradation]) -> type[Degradation]:
-    """Class decorator: make a degradation reachable by its ``name``."""
-    if cls.name in DEGRADATIONS:
-        raise ValueError(f"degradation {cls.name!r} is registered twice")
-    DEGRADATIONS[cls.name] = cls
-    return cls
+DEGRADATIONS: Registry[type[Degradation]] = Registry("degradation", UnknownDegradationError,
+                                                     UnknownDegradationError)
+register_degradation = DEGRADATIONS.register
 
 
 def get_degradation(name: str) -> Degradation:
     """A degradation from its name, or a one-line error listing the known ones."""
-    cls = DEGRADATIONS.get(name.strip().lower())
-    if cls is None:
-        known = ", ".join(sorted(DEGRADATIONS))
-        raise UnknownDegradationError(f"unknown degradation {name!r} (known: {known})")
-    return cls()
+    return DEGRADATIONS.lookup(name)()
 
 
 def list_degradations() -> list[type[Degradation]]:

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from icm.errors import IcmError
 from icm.importance.providers.base import ImportanceProvider
-
-PROVIDERS: dict[str, type[ImportanceProvider]] = {}
+from icm.registry import Registry
 
 
 class UnknownImportanceError(IcmError):
     """An importance provider name that is not registered, or cannot run here."""
 
 
-def register_importance(cls: type[ImportanceProvider]) -> type[ImportanceProvider]:
-    """Class decorator: make a provider reachable by its ``name``."""
-    if cls.name in PROVIDERS:
-        raise ValueError(f"importance provider {cls.name!r} is registered twice")
-    PROVIDERS[cls.name] = cls
-    return cls
+PROVIDERS: Registry[type[ImportanceProvider]] = Registry(
+    "importance provider", UnknownImportanceError, UnknownImportanceError)
+register_importance = PROVIDERS.register
 
 
 def parse_provider(text: str) -> tuple[str, str | None]:
@@ -32,17 +28,11 @@ def parse_provider(text: str) -> tuple[str, str | None]:
 def get_importance(text: str) -> ImportanceProvider:
     """A provider from its name, or a one-line error listing the known ones."""
     name, argument = parse_provider(text)
-    cls = PROVIDERS.get(name)
-    if cls is None:
-        known = ", ".join(sorted(PROVIDERS))
-        raise UnknownImportanceError(f"unknown importance provider {name!r} (known: {known})")
+    cls = PROVIDERS.lookup(name)
     if argument is None and cls.argument_help and cls.default_argument is None:
         raise UnknownImportanceError(f"importance {name!r} needs ={cls.argument_help}")
-    reason = cls.unavailable_reason(argument if argument is not None else cls.default_argument)
-    if reason:
-        hint = f"; {cls.install_hint}" if cls.install_hint else ""
-        raise UnknownImportanceError(f"importance {name!r} cannot run here: {reason}{hint}")
-    return cls(argument)
+    used = argument if argument is not None else cls.default_argument
+    return PROVIDERS.require(cls, f"importance {text.strip()!r}", used)(argument)
 
 
 def list_importance() -> list[type[ImportanceProvider]]:

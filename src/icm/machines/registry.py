@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from icm.errors import IcmError
 from icm.machines.base import Machine, MachineSpec
-
-MACHINES: dict[str, type[Machine]] = {}
+from icm.registry import Registry
 
 #: concrete names shown by ``icm machines`` and used by the default bench
 KNOWN_MODELS: dict[str, list[str]] = {}
@@ -28,13 +27,15 @@ class MachineUnavailableError(IcmError):
     """The family is known but its library or weights are missing here."""
 
 
+MACHINES: Registry[type[Machine]] = Registry("machine family", UnknownMachineError,
+                                             MachineUnavailableError, key="family")
+
+
 def register_machine(*examples: str):
     """Class decorator: make the class reachable by its ``family``; ``examples`` are listed."""
 
     def decorate(cls: type[Machine]) -> type[Machine]:
-        if cls.family in MACHINES:
-            raise ValueError(f"machine family {cls.family!r} is registered twice")
-        MACHINES[cls.family] = cls
+        MACHINES.register(cls)
         KNOWN_MODELS[cls.family] = list(examples)
         return cls
 
@@ -67,13 +68,5 @@ def get_machine(text: str) -> Machine:
 
         return AdaptedMachine(get_machine(base), adapter.strip())
     spec = parse_machine(text)
-    cls = MACHINES.get(spec.family)
-    if cls is None:
-        raise UnknownMachineError(
-            f"unknown machine family {spec.family!r} in {text!r}; known: {', '.join(MACHINES)}"
-        )
-    reason = cls.unavailable_reason(spec)
-    if reason is not None:
-        problem = f"machine {spec} is unavailable: {reason}. {cls.install_hint}"
-        raise MachineUnavailableError(problem.strip())
-    return cls(spec)
+    cls = MACHINES.lookup(spec.family, within=text)
+    return MACHINES.require(cls, f"machine {spec}", spec)(spec)

@@ -15,6 +15,7 @@ from icm.bench.ledger import PristineRow
 from icm.bench.worker import CodecJob, CodecJobResult, WorkerSetup
 from icm.errors import IcmError
 from icm.image.datasets import DatasetImage
+from icm.registry import Registry
 
 PristineCall = tuple[DatasetImage, str, str]  # (image, its content hash, machine name)
 
@@ -69,23 +70,12 @@ class Executor(ABC):
         self.close()
 
 
-EXECUTORS: dict[str, type[Executor]] = {}
-
-
-def register_executor(cls: type[Executor]) -> type[Executor]:
-    """Class decorator: make an executor reachable by its ``name`` (``--executor NAME``)."""
-    if cls.name in EXECUTORS:
-        raise ValueError(f"executor {cls.name!r} is registered twice")
-    EXECUTORS[cls.name] = cls
-    return cls
+EXECUTORS: Registry[type[Executor]] = Registry("executor", UnknownExecutorError,
+                                               UnknownExecutorError)
+#: class decorator: make an executor reachable by its ``name`` (``--executor NAME``)
+register_executor = EXECUTORS.register
 
 
 def get_executor(name: str) -> type[Executor]:
-    cls = EXECUTORS.get(name.strip().lower())
-    if cls is None:
-        known = ", ".join(sorted(EXECUTORS))
-        raise UnknownExecutorError(f"unknown executor {name!r} (known: {known})")
-    reason = cls.unavailable_reason()
-    if reason:
-        raise UnknownExecutorError(f"the {cls.name} executor cannot run here: {reason}")
-    return cls
+    cls = EXECUTORS.lookup(name)
+    return EXECUTORS.require(cls, f"the {cls.name} executor")
