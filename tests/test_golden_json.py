@@ -52,9 +52,9 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from tests.test_cli import icm
 
 import fake_machines  # noqa: F401  (registers fake:*, for the bench run)
-from icm.cli.main import run
 from icm.codecs import CODECS
 from icm.machines import MACHINES
 
@@ -74,15 +74,9 @@ FORCED = "forced unavailable by tests/test_golden_json.py"
 
 def icm_json(monkeypatch, capsys, *args: object) -> Any:
     """Run the real entry point in-process with ``--json``; its parsed stdout (exit 0)."""
-    monkeypatch.setattr(sys, "argv", ["icm", *map(str, args), "--json"])
-    code = 0
-    try:
-        run()
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    return json.loads(captured.out)
+    code, out, err = icm(monkeypatch, capsys, *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
 
 
 # -- normalising ---------------------------------------------------------------------------------

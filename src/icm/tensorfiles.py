@@ -245,6 +245,13 @@ class Metadata:
                             f"{_json_type(value)} {shown(value)}")
         return float(value) if kind is float else value
 
+    def require_format(self, expected: str, kind: str) -> None:
+        """Refuse a file whose ``format`` field is not ``expected`` (another kind of model
+        file, or none of ours): ``kind`` names what was expected, e.g. "icm adapter"."""
+        found = self.text("format", None)
+        if found != expected:
+            raise self.fail(f"not an {kind} (format {shown(found)}, expected {expected!r})")
+
     def require(self, condition: bool, problem: str) -> None:
         """Refuse the file with ``problem`` unless ``condition`` holds."""
         if not condition:

@@ -23,7 +23,6 @@ from icm.tensorfiles import (
     positive,
     read_tensors,
     save_tensors,
-    shown,
 )
 
 FORMAT = "icm-restore/1"
@@ -47,10 +46,7 @@ class RestoreInfo:
     @classmethod
     def from_metadata(cls, metadata: Metadata) -> RestoreInfo:
         """The info a model file's metadata holds, each field of its own JSON type."""
-        found = metadata.text("format", None)
-        if found != FORMAT:
-            raise metadata.fail(f"not an icm restoration model (format {shown(found)}, "
-                                f"expected {FORMAT!r})")
+        metadata.require_format(FORMAT, "icm restoration model")
         vocabulary = tuple(metadata.value("vocabulary", list[str]))
         metadata.require(vocabulary[:1] == (UNKNOWN,),
                          f"model vocabulary must start with {UNKNOWN!r}")
