@@ -65,9 +65,9 @@ SMALL = 64
 #: a 64x64 run: ``icm encode`` imports PyAV only for the codecs that use it)
 BASELINES = {
     "imports: loader": "from icm.image import load_image; import pillow_heif, imagecodecs",
-    "imports: icm": "import icm.cli.main, icm.cli.views, icm.coding, icm.codecs, icm.image, "
+    "imports: icm": "import icm.cli.main, icm.cli.views, icm.pipeline, icm.codecs, icm.image, "
                     "numpy, PIL.Image, pillow_heif, imagecodecs",
-    "imports: icm + av": "import icm.cli.main, icm.cli.views, icm.coding, icm.codecs, "
+    "imports: icm + av": "import icm.cli.main, icm.cli.views, icm.pipeline, icm.codecs, "
                          "icm.image, numpy, PIL.Image, pillow_heif, imagecodecs, av",
 }
 PYAV_CODECS = {"hevc"}

@@ -135,8 +135,8 @@ def _points(rows: list[dict], curves: dict[str, str]) -> dict:
 
 
 def _brisque_of(task: tuple[str, str, str, str]) -> tuple[str, str, str, float]:
-    from icm.coding import decode_bytes
     from icm.metrics.noreference import brisque
+    from icm.pipeline import decode_bytes
 
     group, placement, level, path = task
     return group, placement, level, brisque(decode_bytes(Path(path).read_bytes()))

@@ -28,13 +28,11 @@ from pathlib import Path
 import numpy as np
 
 import icm.importance.allocation as allocation
-from icm import recipe
-from icm.codecs import parse_point
-from icm.coding import decode_bytes, encode_image
 from icm.fileio import write_atomic
 from icm.image import load_image
 from icm.machines import get_machine
 from icm.metrics import bd_rate
+from icm.pipeline import decode_bytes, encode_image, parse_point, recipe
 
 HERE = Path(__file__).resolve().parent
 TUNING = HERE.parent.parent / "shared" / "data" / "cbsd68"

@@ -38,13 +38,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from icm.codecs import get_codec, parse_point
-from icm.coding import decode_bytes, encode_image
+from icm.codecs import get_codec
 from icm.fileio import write_atomic
 from icm.image.datasets import open_dataset
 from icm.learned.files import load_model, shipped_model
 from icm.machines import get_machine
 from icm.metrics import BDWarning, bd_metric, bd_rate, ms_ssim, psnr
+from icm.pipeline import decode_bytes, encode_image, parse_point
 
 HERE = Path(__file__).resolve().parent
 KODAK = HERE.parent.parent / "shared" / "data" / "kodak"

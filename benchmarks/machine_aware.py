@@ -43,9 +43,9 @@ from icm.bench import BenchConfig, ledger_path, run_bench
 from icm.bench.analysis import bd_table, with_interval
 from icm.bench.ledger import Ledger
 from icm.bench.report import write_report
-from icm.codecs import parse_point
 from icm.fileio import write_atomic
 from icm.metrics import bd_metric
+from icm.pipeline import parse_point
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
@@ -170,8 +170,8 @@ def measure_overhead(kodak: Path, images: int = 4) -> list[dict]:
     (the ``for`` tool's Fisher map is computed on the first level and kept), total per image,
     then the median over images. Models are warmed on another photo first."""
     from icm.codecs import get_codec
-    from icm.coding import encode_image
     from icm.image import load_image
+    from icm.pipeline import encode_image
 
     photos = [load_image(path) for path in sorted(kodak.glob("*.png"))[: images + 1]]
     warm, photos = photos[0], photos[1:]

@@ -142,8 +142,8 @@ def photo() -> np.ndarray:
 @functools.cache
 def honest(codec: str) -> Honest | None:
     """The honest encode of ``codec`` (cached), or None when it does not encode here."""
-    from icm.codecs import codec_for_suffix, get_codec, parse_point
-    from icm.coding import decode_bytes, encode_image
+    from icm.codecs import codec_for_suffix, get_codec
+    from icm.pipeline import decode_bytes, encode_image, parse_point
 
     try:
         family = get_codec(codec)
@@ -881,13 +881,13 @@ def _limits(memory_bytes: int, seconds: float) -> Iterator[None]:
 
 def run_in_process(case: Case, canary: Canary, *, timeout: float = 60,
                    memory_gb: float = 2.5) -> Result:
-    """Decode with :func:`icm.coding.decode_file` in this process: an :class:`IcmError` is the
+    """Decode with :func:`icm.pipeline.decode_file` in this process: an :class:`IcmError` is the
     command line's exit 2 (clean when its message is one line naming the file), any other
     exception a traceback. Guarded by a data-size limit and an alarm, but a native crash
     takes this process with it: run ``risky`` cases with :func:`run_subprocess`."""
     from PIL import Image
 
-    from icm.coding import decode_file
+    from icm.pipeline.files import decode_file
 
     source = canary.run_dir / f"case{case.suffix}"
     output = canary.run_dir / "out.png"

@@ -155,8 +155,7 @@ def test_for_codes_what_the_classifier_never_reads_at_the_coarsest_qp(cat):
 @pytest.mark.usefixtures("classifier")
 def test_for_keeps_the_size_the_machine_reads_best_at_equal_bits(cat):
     from icm import container
-    from icm.codecs import parse_point
-    from icm.coding import decode_bytes, encode_image
+    from icm.pipeline import decode_bytes, encode_image, parse_point
 
     encoded = encode_image(cat, parse_point("hevc-kvazaar+for=classify@qp45"))
     tried = encoded.prepared.allocation["scale_choice"]
@@ -176,8 +175,7 @@ def test_for_keeps_the_size_the_machine_reads_best_at_equal_bits(cat):
 
 @pytest.mark.usefixtures("classifier")
 def test_for_routes_each_codec_to_what_it_can_do(cat):
-    from icm.codecs import parse_point
-    from icm.coding import encode_image
+    from icm.pipeline import encode_image, parse_point
 
     routes = {}
     for point in ("jpeg+for=classify@q50", "webp+for=classify@q50"):
@@ -187,7 +185,7 @@ def test_for_routes_each_codec_to_what_it_can_do(cat):
 
 
 def test_for_refuses_what_it_already_does():
-    from icm.recipe import Recipe, RecipeError
+    from icm.pipeline import Recipe, RecipeError
 
     with pytest.raises(RecipeError, match="drop fit=classify"):
         Recipe(("for=classify", "fit=classify"))

@@ -343,7 +343,8 @@ def test_findings_say_what_the_run_found_in_one_sentence_per_machine():
 
 
 def test_the_default_points_span_every_default_codec_and_bare_names_take_levels():
-    from icm.bench.grid import DEFAULT_CODECS, DEFAULT_LADDERS, default_codecs, expand_points
+    from icm.bench.grid import DEFAULT_CODECS, DEFAULT_LADDERS, default_codecs
+    from icm.pipeline import parse_points as expand_points
 
     points = expand_points(default_codecs())
     assert {p.codec for p in points} == set(DEFAULT_CODECS)  # all five work here

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from icm.codecs import CODECS, Bitstream, get_codec, list_codecs, parse_point
+from icm.codecs import CODECS, Bitstream, get_codec, list_codecs
 from icm.codecs.rate import encode_to_bpp
 from icm.errors import CodecUnavailableError, RateControlError, UnknownCodecError
 from icm.metrics import psnr as psnr_of
+from icm.pipeline import parse_point
 
 ALL_CODECS = list_codecs()
 

@@ -70,8 +70,8 @@ def test_the_runner_tells_each_outcome_apart(canary, monkeypatch):
     import numpy as np
     from PIL import Image
 
-    from icm import coding
     from icm.errors import IcmError
+    from icm.pipeline import files as coding
 
     case = cases("truncate", 4, SEED, canary)[3]  # a cut .icm file
     assert case.expectation == "error"

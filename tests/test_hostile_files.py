@@ -11,9 +11,9 @@ from tests.test_cli import assert_one_line_error, icm
 
 from icm import container
 from icm.codecs import get_codec, list_codecs
-from icm.coding import decode_bytes
 from icm.errors import CorruptContainerError, IcmError, UndecodableError
 from icm.limits import DecodeSide
+from icm.pipeline import decode_bytes
 
 SPLICES = 24
 
@@ -339,7 +339,7 @@ def test_disk_and_memory_failures_anywhere_are_one_line(failure, photo, monkeypa
     def failing(*_args, **_kwargs):
         raise failure
 
-    monkeypatch.setattr("icm.coding.write_atomic", failing)
+    monkeypatch.setattr("icm.pipeline.files.write_atomic", failing)
     code, _, err = icm(monkeypatch, capsys, "decode", path, "-o", tmp_path / "out.png")
     needle = "memory" if isinstance(failure, MemoryError) else failure.strerror
     assert_one_line_error(code, err, needle)
@@ -352,7 +352,7 @@ def test_other_os_errors_stay_bugs_with_their_traceback(photo, monkeypatch, caps
     def failing(*_args, **_kwargs):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr("icm.coding.write_atomic", failing)
+    monkeypatch.setattr("icm.pipeline.files.write_atomic", failing)
     with pytest.raises(OSError):
         icm(monkeypatch, capsys, "decode", path, "-o", tmp_path / "out.png")
 
@@ -390,7 +390,7 @@ def test_an_output_suffix_no_writer_knows_is_refused_before_decoding(photo, monk
     path = tmp_path / "photo.icm"
     path.write_bytes(container.pack(*_honest(photo)))
     decoded = []
-    monkeypatch.setattr("icm.coding.Coded.decode", lambda *args: decoded.append(args))
+    monkeypatch.setattr("icm.pipeline.coding.Coded.decode", lambda *args: decoded.append(args))
     code, _, err = icm(monkeypatch, capsys, "decode", path, "-o", tmp_path / "out.xyz")
     assert_one_line_error(code, err, "out.xyz", "'.xyz'")
     assert not decoded and not (tmp_path / "out.xyz").exists()

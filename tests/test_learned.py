@@ -265,8 +265,7 @@ def test_quality_map_moves_bits_where_it_says(photo):
 
 
 def test_importance_point_drives_the_quality_map(photo):
-    from icm.codecs import parse_point
-    from icm.coding import encode_image
+    from icm.pipeline import encode_image, parse_point
 
     encoded = encode_image(photo, parse_point("icm-lic+saliency@q4"))
     assert encoded.prepared.applier == "delta-qp"

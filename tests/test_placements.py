@@ -19,14 +19,13 @@ from bench_helpers import rows_in, small_config  # noqa: E402
 from icm import container  # noqa: E402
 from icm.bench import run_bench  # noqa: E402
 from icm.bench.worker import cache_path  # noqa: E402
-from icm.codecs import get_codec, parse_point  # noqa: E402
-from icm.coding import decode_bytes, encode_image  # noqa: E402
+from icm.codecs import get_codec  # noqa: E402
 from icm.degrade import get_degradation  # noqa: E402
 from icm.errors import CorruptContainerError, IcmError  # noqa: E402
 from icm.image import sample_photo  # noqa: E402
 from icm.image.datasets import open_dataset  # noqa: E402
 from icm.metrics import psnr  # noqa: E402
-from icm.recipe import RecipeError, recipe_for  # noqa: E402
+from icm.pipeline import RecipeError, decode_bytes, encode_image, parse_point, recipe_for  # noqa: E402
 from icm.restore import RestoreTrainConfig, train_restorer  # noqa: E402
 from icm.restore.api import joint_model_name, shipped_model_path  # noqa: E402
 from icm.restore.train import coded_round_trip, load_images, sample_batch  # noqa: E402
@@ -335,7 +334,7 @@ def test_decode_reports_the_restoration_it_ran(monkeypatch, capsys, scene, tmp_p
 def test_restore_tool_without_torch_is_a_one_line_error(monkeypatch):
     import builtins
 
-    from icm import recipe
+    from icm.pipeline import recipe
 
     real_import = builtins.__import__
 

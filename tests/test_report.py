@@ -27,13 +27,13 @@ from icm.bench.ledger import BitstreamRow, Ledger, PristineRow, ResultRow
 from icm.bench.report import CROP_SIDE, write_report
 from icm.bench.runner import ledger_path
 from icm.bench.worker import cache_key, cache_path
-from icm.codecs import get_codec, parse_point
-from icm.coding import encode_image
+from icm.codecs import get_codec
 from icm.errors import IcmError
 from icm.fileio import write_atomic
 from icm.image import sample_photo
 from icm.image.datasets import content_hash
 from icm.metrics import psnr
+from icm.pipeline import encode_image, parse_point
 
 POINTS = [parse_point(f"{codec}@q{q}") for codec in ("jpeg", "webp") for q in (10, 30, 50, 80)]
 # machine -> (fidelity slope per codec, reports ground-truth accuracy?)

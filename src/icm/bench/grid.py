@@ -1,22 +1,20 @@
-"""Planning the grid: images x codec points x machines, minus what the ledger already has.
+"""Planning the grid: the default codecs and machines, and the machines to load.
 
 A codec point is a fixed level (``jpeg@q30``) or a bpp target (``hevc@0.1bpp``), optionally
-with machine-aware tools (``hevc-kvazaar+saliency@qp37``). Bare codec names (with or without
-tools) expand to explicit ``--levels``, to ``--bpp`` targets, or to the codec's own ladder. Each
-machine reads only the image kinds it is meant for (OCR reads documents).
+with machine-aware tools (``hevc-kvazaar+saliency@qp37``); :func:`icm.pipeline.parse_points`
+reads them, expanding bare codec names (with or without tools) to explicit ``--levels``, to
+``--bpp`` targets, or to the codec's own ladder. Each machine reads only the image kinds it is
+meant for (OCR reads documents).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from icm.codecs import CODECS, CodecPoint, get_codec, parse_point
-from icm.codecs.point import split_level
+from icm.codecs import CODECS
 from icm.errors import IcmError
 from icm.machines import MACHINES, Machine, get_machine, parse_machine
-from icm.recipe import recipe_for
 
 DEFAULT_CODECS = ("jpeg", "webp", "avif", "hevc", "vvc")
 DEFAULT_MACHINES = ("classify:efficientnet-lite0", "ocr:rapidocr", "detect:nanodet")
@@ -41,41 +39,6 @@ def default_codecs(levels: Sequence[str] = (), bpps: Sequence[float] = ()) -> tu
     if levels or bpps:
         return tuple(available)
     return tuple(f"{name}@{level}" for name in available for level in DEFAULT_LADDERS[name])
-
-
-def expand_points(
-    codecs: Sequence[str],
-    levels: Sequence[str] = (),
-    bpps: Sequence[float] = (),
-) -> list[CodecPoint]:
-    """Turn ``jpeg``, ``hevc@qp37`` and friends into a de-duplicated list of points."""
-    if levels and bpps:
-        raise IcmError("give --levels or --bpp, not both")
-    points: dict[str, CodecPoint] = {}
-    for item in codecs:
-        head, level = split_level(item)
-        if level:
-            expanded = [parse_point(item)]
-        else:
-            name, *tools = (part.strip() for part in head.split("+"))
-            codec = get_codec(name)  # unknown or unavailable codecs fail here, once
-            tool_list = tuple(tools)
-            if bpps:
-                expanded = [CodecPoint(codec.name, bpp=b, tools=tool_list) for b in bpps]
-            else:
-                for level in levels:
-                    codec.knob.parse(level, codec.name)
-                expanded = [CodecPoint(codec.name, level=lv, tools=tool_list)
-                            for lv in levels or codec.ladder]
-        recipe_for(expanded[0].tools)  # unknown tools fail here, before any work
-        for point in expanded:
-            get_codec(point.codec)
-            if point.level is not None:
-                CODECS[point.codec].knob.parse(point.level, point.codec)
-            points[str(point)] = point
-    if not points:
-        raise IcmError("no codec points to run: give --codecs")
-    return list(points.values())
 
 
 def default_machines() -> list[str]:
@@ -110,16 +73,3 @@ def load_machines(names: Sequence[str]) -> list[Machine]:
         raise IcmError("no machines to run: give --machines (see icm machines)")
     return machines
 
-
-@dataclass
-class Unit:
-    """One work unit: one image through one codec's points, read by the pending machines."""
-
-    image_index: int
-    codec: str
-    points: list[CodecPoint]
-    pending: dict[str, list[str]] = field(default_factory=dict)  # point -> machine names
-
-    @property
-    def rows(self) -> int:
-        return sum(len(machines) for machines in self.pending.values())

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from icm.bench.executors import Executor, WorkerLostError, get_executor
-from icm.bench.grid import expand_points, load_machines
+from icm.bench.grid import load_machines
 from icm.bench.ledger import Ledger
 from icm.bench.worker import (
     CodecJob,
@@ -32,6 +32,7 @@ from icm.bench.worker import (
 from icm.errors import BadImageError, IcmError
 from icm.image import DEFAULT_MAX_PIXELS
 from icm.image.datasets import SAMPLES, Dataset, content_hash, open_dataset
+from icm.pipeline import CodecPoint, parse_points
 
 try:
     import fcntl
@@ -175,7 +176,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOut
 
     started = time.perf_counter()
     executor_class = get_executor(config.executor)  # an unknown name fails before any work
-    points = expand_points(config.codecs, config.levels, config.bpp)
+    points = parse_points(config.codecs, config.levels, config.bpp)
     machines = load_machines(config.machines or default_machines())
     dataset = open_dataset(config.images).views(views_for(config.images, config.views))
     if config.limit:
@@ -252,7 +253,7 @@ class _Plan:
         self.images, self.points, self.machines, self.ledger = images, points, machines, ledger
         self.cache_dir = cache_dir
         self.fingerprints = {m.name: m.fingerprint() for m in machines}  # once, not per row
-        self.versions = {str(p): coding_version(p) for p in points}
+        self.versions = {point: coding_version(point) for point in points}
         done = ledger.done_keys()
         self.pristine_todo = [
             (index, machine.name)
@@ -261,17 +262,17 @@ class _Plan:
             if image.kind in machine.kinds
             and ledger.pristine_output(sha, self.fingerprints[machine.name]) is None
         ]
-        self.units: list[tuple[int, str, dict[str, tuple[str, ...]]]] = []
+        self.units: list[tuple[int, str, dict[CodecPoint, tuple[str, ...]]]] = []
         for index, (image, sha) in enumerate(images):
             readers = [m for m in machines if image.kind in m.kinds]
             for curve in dict.fromkeys(p.curve for p in points):
-                pending = {}
+                pending: dict[CodecPoint, tuple[str, ...]] = {}
                 for point in (p for p in points if p.curve == curve):
-                    key = cache_key(sha, point, self.versions[str(point)])
+                    key = cache_key(sha, point, self.versions[point])
                     names = tuple(m.name for m in readers
                                   if done.get((sha, str(point), self.fingerprints[m.name])) != key)
                     if names:
-                        pending[str(point)] = names
+                        pending[point] = names
                 if pending:
                     self.units.append((index, curve, pending))
 
@@ -284,7 +285,7 @@ class _Plan:
     def job(self, unit) -> CodecJob:
         index, _curve, pending = unit
         image, sha = self.images[index]
-        points = tuple(p for p in self.points if str(p) in pending)
+        points = tuple(p for p in self.points if p in pending)
         pristine = {}
         for name in {n for names in pending.values() for n in names}:
             output = self.ledger.pristine_output(sha, self.fingerprints[name])
@@ -294,10 +295,10 @@ class _Plan:
                    for point, names in pending.items()}
         cached = {}
         for point in points:  # reuse a bitstream only when both its row and its file are here
-            row = self.ledger.bitstream(cache_key(sha, point, self.versions[str(point)]))
+            row = self.ledger.bitstream(cache_key(sha, point, self.versions[point]))
             path = None if row is None else cache_path(self.cache_dir, row.cache_key)
             if path is not None and path.is_file():
-                cached[str(point)] = (row, path.read_bytes())
+                cached[point] = (row, path.read_bytes())
         return CodecJob(image, sha, points, pending, pristine, cached)
 
 

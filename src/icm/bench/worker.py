@@ -25,15 +25,14 @@ from typing import Any
 import numpy as np
 
 from icm.bench.ledger import BitstreamRow, PristineRow, ResultRow
-from icm.codecs import CodecPoint, get_codec, parse_point
-from icm.coding import decode_bytes, encode_image
+from icm.codecs import get_codec
 from icm.errors import IcmError
 from icm.fileio import write_atomic
 from icm.image.datasets import DatasetImage, Truth
 from icm.machines import Machine, get_machine
 from icm.machines.base import THREADS_VARIABLE
 from icm.metrics import psnr
-from icm.recipe import recipe_for
+from icm.pipeline import CodecPoint, decode_bytes, encode_image, recipe_for
 
 
 @dataclass(frozen=True)
@@ -112,14 +111,17 @@ def pristine_unit(image: DatasetImage, image_sha: str, name: str,
 
 @dataclass(frozen=True)
 class CodecJob:
-    """One image through one codec's points; ``pending`` maps point -> machines still to run."""
+    """One image through one codec's points; ``pending`` maps point -> machines still to run.
+
+    Points travel as the parsed :class:`CodecPoint` objects the run was planned with, so a
+    worker never parses one back from its ledger key (``str(point)``)."""
 
     image: DatasetImage
     image_sha: str
     points: tuple[CodecPoint, ...]
-    pending: dict[str, tuple[str, ...]]
+    pending: dict[CodecPoint, tuple[str, ...]]
     pristine: dict[str, dict[str, Any]]  # machine name -> pristine output
-    cached: dict[str, tuple[BitstreamRow, bytes]]  # point -> bitstream already coded
+    cached: dict[CodecPoint, tuple[BitstreamRow, bytes]]  # bitstreams already coded
 
     @property
     def readers(self) -> tuple[str, ...]:
@@ -133,7 +135,7 @@ class CodedPoints:
 
     bitstreams: list[BitstreamRow]  # newly coded, for the ledger
     files: dict[str, bytes]  # cache key -> .icm bytes of the new bitstreams, for the cache
-    coded: dict[str, BitstreamRow]  # point -> its bitstream, new or cached
+    coded: dict[CodecPoint, BitstreamRow]  # point -> its bitstream, new or cached
     notes: list[tuple[str, str]]  # (subject, message): points that could not be coded
     work_ms: float
 
@@ -160,27 +162,26 @@ def codec_unit(job: CodecJob, pixels: np.ndarray | None = None) -> CodecJobResul
 
 
 def code_points(job: CodecJob, pixels: np.ndarray | None = None
-                ) -> tuple[CodedPoints, dict[str, np.ndarray]]:
+                ) -> tuple[CodedPoints, dict[CodecPoint, np.ndarray]]:
     """Encode (or decode the cached bitstream of) each point: (what to store, decoded images)."""
     reference = _reference_of(job.image, pixels)
     pixels = job.image.degrade(reference)
-    decoded: dict[str, np.ndarray] = {}
-    coded: dict[str, BitstreamRow] = {}
+    decoded: dict[CodecPoint, np.ndarray] = {}
+    coded: dict[CodecPoint, BitstreamRow] = {}
     bitstreams, files, notes = [], {}, []
     for point in job.points:
-        key = str(point)
         try:
-            if key in job.cached:
-                row, data = job.cached[key]
-                decoded[key] = decode_bytes(data)
+            if point in job.cached:
+                row, data = job.cached[point]
+                decoded[point] = decode_bytes(data)
             else:
-                decoded[key], row, data = _code_point(pixels, reference, point, job.image_sha)
+                decoded[point], row, data = _code_point(pixels, reference, point, job.image_sha)
                 bitstreams.append(row)
                 files[row.cache_key] = data
         except IcmError as exc:  # e.g. a bpp target this codec cannot reach on this image
-            notes.append((f"{job.image.id} {key}", exc.problem))
+            notes.append((f"{job.image.id} {point}", exc.problem))
             continue
-        coded[key] = row
+        coded[point] = row
     work_ms = sum(b.encode_ms + b.decode_ms for b in bitstreams)
     return CodedPoints(bitstreams, files, coded, notes, work_ms), decoded
 
@@ -203,8 +204,9 @@ def _code_point(pixels, reference, point, image_sha) -> tuple[np.ndarray, Bitstr
     return image, row, data
 
 
-def read_points(job: CodecJob, coded: dict[str, BitstreamRow], decoded: dict[str, np.ndarray],
-                name: str) -> tuple[list[ResultRow], float]:
+def read_points(job: CodecJob, coded: dict[CodecPoint, BitstreamRow],
+                decoded: dict[CodecPoint, np.ndarray], name: str
+                ) -> tuple[list[ResultRow], float]:
     """One machine reads, in one batch, every decoded point it still has to: (rows, ms)."""
     points = [p for p, names in job.pending.items() if name in names and p in decoded]
     if not points:
@@ -213,7 +215,7 @@ def read_points(job: CodecJob, coded: dict[str, BitstreamRow], decoded: dict[str
     pixels = width * height
     model = machine(name)
     start = time.perf_counter()
-    provenance = [(parse_point(p).codec, 8 * coded[p].bytes / pixels) for p in points]
+    provenance = [(p.codec, 8 * coded[p].bytes / pixels) for p in points]
     outputs = model.predict_coded([decoded[p] for p in points], provenance)
     predict_total = (time.perf_counter() - start) * 1e3
     predict_ms = predict_total / len(points)
@@ -222,11 +224,10 @@ def read_points(job: CodecJob, coded: dict[str, BitstreamRow], decoded: dict[str
         fidelity = model.fidelity(job.pristine[name], output)
         accuracy = model.accuracy(output, job.image.truth) if job.image.truth else None
         bitstream = coded[point]
-        target = next(p.bpp for p in job.points if str(p) == point)
         rows.append(ResultRow(
-            image_sha=job.image_sha, point=point, fingerprint=model.fingerprint(),
+            image_sha=job.image_sha, point=str(point), fingerprint=model.fingerprint(),
             image_id=job.image.id, kind=job.image.kind, machine=name,
-            codec=_curve(point), level=bitstream.level, target_bpp=target,
+            codec=point.curve, level=bitstream.level, target_bpp=point.bpp,
             bytes=bitstream.bytes, bpp=8 * bitstream.bytes / pixels, psnr=bitstream.psnr,
             primary_name=model.primary, primary_value=float(fidelity[model.primary]),
             fidelity_json=json.dumps(fidelity), accuracy_json=json.dumps(accuracy)
@@ -251,10 +252,6 @@ def coding_version(point: CodecPoint) -> str:
     codec = get_codec(point.codec)
     version = codec.library_version()
     return f"{version}|{recipe_for(point.tools).fingerprint(codec)}" if point.tools else version
-
-
-def _curve(point: str) -> str:
-    return parse_point(point).curve
 
 
 def cache_key(image_sha: str, point: CodecPoint, codec_version: str) -> str:

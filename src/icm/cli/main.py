@@ -1,7 +1,7 @@
 """``icm``: codecs, encode, importance, decode, info, demo; bench, report, machines (in
 ``cli.bench``); adapt train/info (in ``cli.adapt``); degrade, recognise (in ``cli.degrade``).
 
-Each command parses, calls ``icm.coding`` (or the registry), and prints a rich table or, with
+Each command parses, calls ``icm.pipeline`` (or the registry), and prints a rich table or, with
 ``--json``, one JSON document on stdout. Problems with the user's input are ``IcmError``s: the
 entry point prints them as one line and exits 2, never with a traceback.
 """
@@ -157,8 +157,7 @@ def encode_command(
     from dataclasses import replace
 
     from icm.cli.views import encode_many, encode_one, parse_options
-    from icm.codecs import parse_point
-    from icm.recipe import machine_tools
+    from icm.pipeline import machine_tools, parse_point
 
     point = parse_point(codec, bpp)
     extra = machine_tools(for_machine, importance, strength, fit=not no_fit, tags=tags)
@@ -212,7 +211,7 @@ def decode_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Decode an .icm or standard bitstream file to an image file."""
-    from icm.coding import decode_file
+    from icm.pipeline import decode_file
 
     result = decode_file(source, output or source.with_suffix(".png"),
                          decode_side(max_pixels, weights))
@@ -233,7 +232,7 @@ def info_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Show what a coded file holds: codec point, size, bytes, bpp, side information."""
-    from icm.coding import describe_file
+    from icm.pipeline import describe_file
 
     info = describe_file(source, decode_side(max_pixels, weights))
     if as_json:

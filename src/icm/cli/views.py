@@ -20,11 +20,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from icm.codecs import CODECS, CodecPoint, get_codec
-from icm.coding import ICM_SUFFIX, encode_file, encode_image
+from icm.codecs import CODECS, get_codec
 from icm.errors import IcmError
 from icm.image import IMAGE_SUFFIXES, sample_photos
 from icm.metrics import ms_ssim, psnr
+from icm.pipeline import ICM_SUFFIX, CodecPoint, encode_file, encode_image
 
 DEMO_CODECS = ("jpeg", "webp", "jpeg2000", "avif", "jxl", "heic", "hevc", "av1", "vvc")
 

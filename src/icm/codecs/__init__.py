@@ -23,20 +23,17 @@ from icm.learned import codec as _icm_lic  # noqa: F401
 from icm.learned import compressai_zoo as _compressai_zoo  # noqa: F401
 # isort: on
 from icm.codecs.base import Bitstream, Codec, Knob, Option, pad_to_multiple
-from icm.codecs.point import CodecPoint, parse_point
 from icm.codecs.registry import CODECS, codec_for_suffix, get_codec, list_codecs, register_codec
 
 __all__ = [
     "CODECS",
     "Bitstream",
     "Codec",
-    "CodecPoint",
     "Knob",
     "Option",
     "codec_for_suffix",
     "get_codec",
     "list_codecs",
     "pad_to_multiple",
-    "parse_point",
     "register_codec",
 ]

@@ -174,7 +174,7 @@ class Machine(ABC):
         """Score against ground truth when the image has it; None when the family has none."""
         return None
 
-    # -- hooks for machine-aware coding (icm.importance, icm.recipe) -------------------------
+    # -- hooks for machine-aware coding (icm.importance, icm.pipeline.recipe) -----------------
     def fit_size(self, image: np.ndarray) -> tuple[int, int]:
         """(width, height) to resample ``image`` to before coding, losing nothing this machine
         reads. Default: from the input profile; content-aware machines (OCR) override it."""

@@ -41,6 +41,7 @@ from icm.bench.worker import (
 )
 from icm.errors import IcmError
 from icm.image.datasets import DatasetImage
+from icm.pipeline import CodecPoint
 
 RETRIES = 3  # restarts of a dead actor, and re-runs of a task or call whose worker died
 INSTALL_HINT = "pip install 'icm[ray]'"
@@ -84,7 +85,7 @@ class MachineActor:
     def pristine(self, image: DatasetImage, image_sha: str, pixels: np.ndarray) -> PristineRow:
         return pristine_unit(image, image_sha, self.name, pixels)
 
-    def read(self, job: CodecJob, coded: CodedPoints, decoded: dict[str, np.ndarray]):
+    def read(self, job: CodecJob, coded: CodedPoints, decoded: dict[CodecPoint, np.ndarray]):
         return read_points(job, coded.coded, decoded, self.name)
 
 

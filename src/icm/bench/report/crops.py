@@ -17,8 +17,8 @@ from icm.bench.report.document import Figure, slug
 from icm.bench.report.output import ReportFolder
 from icm.bench.report.run_data import RunData
 from icm.bench.worker import cache_path
-from icm.coding import read_coded
 from icm.errors import IcmError
+from icm.pipeline import read_coded
 
 #: Side of the square centre crop shown for worst cases (the whole image when it is smaller).
 CROP_SIDE = 256

@@ -32,7 +32,7 @@ from icm.bench.report.gap_section import gap_section
 from icm.bench.report.output import ReportFolder
 from icm.bench.report.plots import codec_colours, curve_plot
 from icm.bench.report.run_data import RunData
-from icm.codecs import parse_point
+from icm.pipeline import parse_point
 
 _RESERVED_SLUGS = frozenset({"psnr"})  # plots/psnr.png is the rate-PSNR plot
 

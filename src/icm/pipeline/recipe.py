@@ -32,18 +32,22 @@ order they run whatever order they are written in:
     and the coding artefacts together.
 
 Every file stays a standard bitstream: the tools change what is coded, never how.
+
+:func:`parse_points` lives here rather than beside :func:`~icm.pipeline.point.parse_point`
+because checking a grid's tools before any work means building their recipe, and this module
+already builds on the point grammar.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
 import numpy as np
 
-from icm.codecs import Bitstream, Codec
+from icm.codecs import Bitstream, Codec, get_codec
 from icm.container import PostRestore, Resample, Tags
 from icm.errors import IcmError
 from icm.image.resample import resize
@@ -55,47 +59,13 @@ from icm.importance.apply import (
     delta_qp_map,
     prefilter,
 )
+from icm.pipeline.point import CodecPoint, RecipeError, Tool, parse_point
 
 FIT, FOR, TAGS, RESTORE = "fit", "for", "tags", "restore"
 PLACEMENTS = ("edge", "server", "joint")
 DEFAULT_TAGGER = "classify"
 DEFAULT_TAG_COUNT = 3
 RESAMPLE_FILTER = "lanczos"
-
-
-class RecipeError(IcmError):
-    """A point's tools that do not make sense together or cannot run."""
-
-
-@dataclass(frozen=True)
-class Tool:
-    """One ``+tool`` of a point: ``name[=argument][~strength]``."""
-
-    name: str
-    argument: str | None = None
-    strength: float | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Tool:
-        body, tilde, number = text.rpartition("~")
-        strength = None
-        if tilde:
-            try:
-                strength = float(number)
-            except ValueError:
-                raise RecipeError(f"tool {text!r}: strength {number!r} is not a number") from None
-            if strength < 0:
-                raise RecipeError(f"tool {text!r}: strength must be >= 0")
-        else:
-            body = text
-        name, equals, argument = body.partition("=")
-        if equals and not argument:
-            raise RecipeError(f"tool {text!r} has nothing after '='")
-        return cls(name.strip().lower(), argument.strip() if equals else None, strength)
-
-    def __str__(self) -> str:
-        text = f"{self.name}={self.argument}" if self.argument else self.name
-        return f"{text}~{self.strength:g}" if self.strength is not None else text
 
 
 @dataclass
@@ -127,10 +97,12 @@ class Prepared:
 
 
 class Recipe:
-    """The parsed tools of a point, with their providers and machines loaded once."""
+    """The parsed tools of a point, with their providers and machines loaded once. Tools
+    given as text (``"fit=classify"``) are read with :meth:`Tool.parse`."""
 
-    def __init__(self, tools: Sequence[str]) -> None:
-        self.tools = tuple(Tool.parse(text) for text in tools)
+    def __init__(self, tools: Sequence[Tool | str]) -> None:
+        self.tools = tuple(tool if isinstance(tool, Tool) else Tool.parse(tool)
+                           for tool in tools)
         names = [tool.name for tool in self.tools]
         for name in (FIT, FOR, TAGS, RESTORE):
             if names.count(name) > 1:
@@ -323,9 +295,48 @@ class Recipe:
 
 
 @cache
-def recipe_for(tools: tuple[str, ...]) -> Recipe:
-    """One :class:`Recipe` per distinct tool list per process, so models load once."""
+def recipe_for(tools: tuple[Tool, ...]) -> Recipe:
+    """One :class:`Recipe` per distinct tool list per process, so models load once (keyed by
+    the tools as points carry them; text tools work too, as :class:`Recipe` reads them)."""
     return Recipe(tools)
+
+
+def parse_points(
+    items: Sequence[str],
+    levels: Sequence[str] = (),
+    bpps: Sequence[float] = (),
+) -> list[CodecPoint]:
+    """Turn ``jpeg``, ``hevc@qp37``, ``jpeg+saliency`` and friends into a de-duplicated list of
+    points: a bare name (tools or not) runs at each of ``levels``, at each ``bpps`` target, or
+    over its codec's own ladder. Each item is parsed once, its codec looked up once, each given
+    level checked once and its tools built into their recipe, so whatever is unknown fails
+    here, before any work."""
+    if levels and bpps:
+        raise IcmError("give --levels or --bpp, not both")
+    points: dict[str, CodecPoint] = {}
+    for item in items:
+        expanded = _expand(parse_point(item, bare=True), levels, bpps)
+        recipe_for(expanded[0].tools)  # unknown tools fail here, before any work
+        points.update((str(point), point) for point in expanded)
+    if not points:
+        raise IcmError("no codec points to run: give --codecs")
+    return list(points.values())
+
+
+def _expand(point: CodecPoint, levels: Sequence[str], bpps: Sequence[float]
+            ) -> list[CodecPoint]:
+    """A point with its level or target as it is; a bare one at ``bpps``, ``levels`` or the
+    ladder. Unknown or unavailable codecs and levels they do not take fail here."""
+    codec = get_codec(point.codec)
+    if point.level is not None:
+        codec.knob.parse(point.level, codec.name)
+    if point.level is not None or point.bpp is not None:
+        return [point]
+    if bpps:
+        return [replace(point, bpp=bpp) for bpp in bpps]
+    for level in levels:
+        codec.knob.parse(level, codec.name)
+    return [replace(point, level=level) for level in levels or codec.ladder]
 
 
 def _restore_api() -> Any:
@@ -370,36 +381,34 @@ def machine_tools(
     *,
     fit: bool = True,
     tags: int = 0,
-) -> tuple[str, ...]:
+) -> tuple[Tool, ...]:
     """The tools ``icm encode --for MACHINE [--importance P] [--tags K]`` adds to a point.
 
     ``--for`` alone means icm's recipe for that machine, ``for=MACHINE`` (fit, then the
     rate-distortion-optimal allocation on the machine's own weights); ``--strength`` scales
     its offsets. Naming a map with ``--importance`` (or ``--no-fit``) asks for the older
     tools instead: fit to the machine and apply that map by the linear rule of
-    :mod:`icm.importance.apply`. ``--importance none`` turns maps off (fit only).
+    :mod:`icm.importance.apply`. ``--importance none`` turns maps off (fit only). The
+    ``--importance`` text reads as a tool in a point does; ``--strength`` replaces its
+    strength.
     """
     from icm.machines import get_machine
 
     target = get_machine(machine) if machine else None
-    tools: list[str] = []
+    tools: list[Tool] = []
     if target is not None and importance is None and fit:
-        tools.append(str(Tool(FOR, target.name, strength)))
+        tools.append(Tool(FOR, target.name, strength))
     else:
         if target is not None and fit:
-            tools.append(f"{FIT}={target.name}")
+            tools.append(Tool(FIT, target.name))
         if importance is None and target is not None:
             importance = target.default_importance()
         if importance is not None and importance.strip().lower() != "none":
-            tools.append(str(Tool(*_split_provider(importance), strength)))
+            provider = Tool.parse(importance)
+            tools.append(provider if strength is None else replace(provider, strength=strength))
         elif strength is not None:
             raise RecipeError("--strength needs an importance map (--for or --importance)")
     if tags:
         tagger = target.name if target is not None and target.can_tag else DEFAULT_TAGGER
-        tools.append(str(Tool(TAGS, tagger, float(tags))))
+        tools.append(Tool(TAGS, tagger, float(tags)))
     return tuple(tools)
-
-
-def _split_provider(text: str) -> tuple[str, str | None]:
-    name, equals, argument = text.strip().partition("=")
-    return name.strip().lower(), (argument.strip() if equals else None)
