@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from icm.errors import IcmError
+from icm.plugins import load_plugins
 
 T = TypeVar("T", bound=type)
 
@@ -32,16 +33,27 @@ class Registry(Mapping[str, T], Generic[T]):
         self.unavailable = unavailable
         self.key = key
         self._classes: dict[str, T] = {}
+        self._plugins_loaded = False
+
+    def _classes_with_plugins(self) -> dict[str, T]:
+        """The classes, after this kind's plug-ins (:mod:`icm.plugins`) have registered.
+
+        Loaded at the first read, not at construction: the plug-ins live in packages above
+        the registry's and import it themselves."""
+        if not self._plugins_loaded:
+            self._plugins_loaded = True  # before importing: their imports read the registry
+            load_plugins(self.kind)
+        return self._classes
 
     # -- the Mapping protocol: registries read like the dicts they replace --------------------
     def __getitem__(self, name: str) -> T:
-        return self._classes[name]
+        return self._classes_with_plugins()[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._classes)
+        return iter(self._classes_with_plugins())
 
     def __len__(self) -> int:
-        return len(self._classes)
+        return len(self._classes_with_plugins())
 
     # -- filling -----------------------------------------------------------------------------
     def register(self, cls: T) -> T:
@@ -56,7 +68,7 @@ class Registry(Mapping[str, T], Generic[T]):
     def lookup(self, name: str, within: str | None = None) -> T:
         """The class registered as ``name`` (case and spaces ignored), or a one-line error
         listing the known names (and quoting ``within``, the text ``name`` was parsed from)."""
-        cls = self._classes.get(name.strip().lower())
+        cls = self._classes_with_plugins().get(name.strip().lower())
         if cls is None:
             where = f" in {within!r}" if within and within != name else ""
             raise self.unknown(f"unknown {self.kind} {name!r}{where}; known: {', '.join(self)}")
@@ -64,7 +76,8 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def classes(self, where: Callable[[T], bool] | None = None) -> list[T]:
         """The registered classes, in registration order, that pass ``where``."""
-        return [cls for cls in self._classes.values() if where is None or where(cls)]
+        return [cls for cls in self._classes_with_plugins().values()
+                if where is None or where(cls)]
 
     def names(self, where: Callable[[T], bool] | None = None) -> list[str]:
         """Registered names, in registration order, of the classes that pass ``where``."""

@@ -1,7 +1,10 @@
 """Codecs: one module per family, each registered by ``@register_codec``.
 
-Importing this package fills the registry. Libraries load lazily inside each codec, so a missing
-one makes only that codec unavailable (``icm codecs`` says why and how to install it).
+Importing this package fills the registry with the standard codecs; icm's learned codecs
+(``icm-lic``, CompressAI's zoo) live in :mod:`icm.learned` beside their training and join the
+registry as plug-ins (:mod:`icm.plugins`) the first time it is read. Libraries load lazily
+inside each codec, so a missing one makes only that codec unavailable (``icm codecs`` says
+why and how to install it).
 """
 
 # Importing a family module registers it. The order here is the listing order, and the first
@@ -18,9 +21,6 @@ from icm.codecs import hevc  # noqa: F401
 from icm.codecs import avc  # noqa: F401
 from icm.codecs import av1  # noqa: F401
 from icm.codecs import vvc  # noqa: F401
-# Learned codecs live in icm.learned (their training is there too); torch loads lazily.
-from icm.learned import codec as _icm_lic  # noqa: F401
-from icm.learned import compressai_zoo as _compressai_zoo  # noqa: F401
 # isort: on
 from icm.codecs.base import Bitstream, Codec, Knob, Option, pad_to_multiple
 from icm.codecs.registry import CODECS, codec_for_suffix, get_codec, list_codecs, register_codec
