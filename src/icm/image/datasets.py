@@ -299,24 +299,6 @@ class Dataset:
         return replace(self, images=[image for image in self.images if image.kind in kinds])
 
 
-def load_photos(specs: Sequence[str], min_side: int, limit: int = 0,
-                error: type[IcmError] = IcmError) -> list[np.ndarray]:
-    """Every photo of every dataset spec (the first ``limit`` of each, 0 = all), decoded once,
-    because training reads crops of them thousands of times; photos with a side under
-    ``min_side`` are skipped. None left is an ``error`` (the trainer's own error class)."""
-    photos: list[np.ndarray] = []
-    for spec in specs:
-        dataset = open_dataset(spec).of_kind(PHOTO)
-        if limit:
-            dataset = dataset.limit(limit)
-        photos.extend(pixels for pixels in (image.load() for image in dataset)
-                      if min(pixels.shape[:2]) >= min_side)
-    if not photos:
-        raise error(f"no photos of at least {min_side}x{min_side} px in "
-                    f"{', '.join(map(repr, specs))}")
-    return photos
-
-
 def degraded_image(image: DatasetImage, record: Any) -> DatasetImage:
     """``image`` with ``record`` applied on load, its id suffixed ``~haze@0.3``. The seed comes
     from the clean image's id, so a run repeats exactly, two images never share a noise

@@ -47,11 +47,10 @@ import torch
 from torch.nn import functional as F
 
 from icm.errors import IcmError
-from icm.image.datasets import load_photos
 from icm.learned.files import load_model, save_model, shipped_model
 from icm.learned.network import LATENT_STRIDE, Architecture, LicNet, parameter_count
 from icm.machines.features import LITE0_TAPS, MachineFeatures, feature_distortion
-from icm.training import Progress, Schedule, Settings, resume, run
+from icm.training import Progress, Schedule, Settings, load_photos, resume, run
 
 #: the smallest window side, in the machine's view, whose deepest feature tap is still 2x2
 MIN_VIEW = 32

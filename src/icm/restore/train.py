@@ -42,12 +42,11 @@ from torch.nn import functional as F
 from icm.codecs import get_codec
 from icm.degrade import get_degradation, list_degradations
 from icm.errors import IcmError
-from icm.image.datasets import load_photos
 from icm.machines.features import MachineFeatures, feature_distortion
 from icm.metrics import psnr
 from icm.restore.files import RestoreInfo, load_model, save_model
 from icm.restore.network import UNKNOWN, Architecture, RestoreNet, parameter_count
-from icm.training import Progress, Schedule, Settings, resume, run
+from icm.training import Progress, Schedule, Settings, load_photos, resume, run
 
 #: the largest context window a degradation is applied to before cropping
 MAX_CONTEXT = 256

@@ -4,6 +4,7 @@ batches and its loss."""
 
 from icm.checkpoints import load_checkpoint, save_checkpoint
 from icm.training.loop import Outcome, Progress, Settings, Task, resume, run
+from icm.training.photos import load_photos
 from icm.training.schedule import Schedule
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "Settings",
     "Task",
     "load_checkpoint",
+    "load_photos",
     "resume",
     "run",
     "save_checkpoint",
