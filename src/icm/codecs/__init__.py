@@ -23,7 +23,14 @@ from icm.codecs import av1  # noqa: F401
 from icm.codecs import vvc  # noqa: F401
 # isort: on
 from icm.codecs.base import Bitstream, Codec, Knob, Option, pad_to_multiple
-from icm.codecs.registry import CODECS, codec_for_suffix, get_codec, list_codecs, register_codec
+from icm.codecs.registry import (
+    CODECS,
+    codec_for_suffix,
+    codec_rows,
+    get_codec,
+    list_codecs,
+    register_codec,
+)
 
 __all__ = [
     "CODECS",
@@ -32,6 +39,7 @@ __all__ = [
     "Knob",
     "Option",
     "codec_for_suffix",
+    "codec_rows",
     "get_codec",
     "list_codecs",
     "pad_to_multiple",

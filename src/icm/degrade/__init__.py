@@ -27,6 +27,7 @@ from icm.degrade.recognise import (
 from icm.degrade.registry import (
     DEGRADATIONS,
     UnknownDegradationError,
+    degradation_rows,
     degrade,
     get_degradation,
     list_degradations,
@@ -42,6 +43,7 @@ __all__ = [
     "Recognition",
     "UnknownDegradationError",
     "check_strength",
+    "degradation_rows",
     "degrade",
     "degrade_file",
     "get_degradation",

@@ -19,6 +19,7 @@ from icm.degrade.registry import degrade, get_degradation
 from icm.errors import IcmError
 from icm.fileio import refuse_overwriting_input, write_atomic
 from icm.image import load_image
+from icm.limits import DEFAULT_MAX_PIXELS
 from icm.metrics import psnr
 
 #: save options that keep an output as close as its format allows to the pixels it is given
@@ -31,7 +32,8 @@ def default_output(source: Path, record: DegradationRecord) -> Path:
 
 
 def degrade_file(
-    source: Path, output: Path | None, record: DegradationRecord, max_pixels: int
+    source: Path, output: Path | None, record: DegradationRecord,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> dict[str, Any]:
     """Load, degrade, write atomically; return what was done and its PSNR against the input."""
     get_degradation(record.name)  # a bad name fails before the image is read

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from icm.degrade.base import Degradation, DegradationRecord
@@ -25,6 +27,13 @@ def get_degradation(name: str) -> Degradation:
 
 def list_degradations() -> list[type[Degradation]]:
     return [DEGRADATIONS[name] for name in sorted(DEGRADATIONS)]
+
+
+def degradation_rows() -> list[dict[str, Any]]:
+    """Every degradation as ``icm degrade --list`` shows it: what it does, what a strength
+    maps to, and whether it draws random numbers (a seed then matters)."""
+    return [{"name": cls.name, "summary": cls.summary, "strength": cls.mapping,
+             "random": cls.random} for cls in list_degradations()]
 
 
 def degrade(rgb: np.ndarray, record: DegradationRecord) -> np.ndarray:

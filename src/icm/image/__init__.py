@@ -6,6 +6,7 @@ from icm.image.datasets import (
     DatasetImage,
     Truth,
     content_hash,
+    image_files,
     open_dataset,
 )
 from icm.image.documents import RenderedDocument, render_documents
@@ -23,6 +24,7 @@ __all__ = [
     "Truth",
     "content_hash",
     "decode_image_bytes",
+    "image_files",
     "load_image",
     "open_dataset",
     "pillow_rgb8",

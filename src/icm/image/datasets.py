@@ -434,21 +434,30 @@ def _has_image_suffix(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _list_folder(root: Path) -> tuple[list[DatasetImage], list[str]]:
-    """Every image file under ``root``, sorted by relative path, hidden entries ignored."""
+def image_files(root: Path) -> tuple[list[Path], list[str]]:
+    """Every image file under ``root`` by its name (nothing is opened), sorted by relative
+    path, hidden files and folders ignored; and a note for each folder that cannot be listed.
+    The one folder scan: datasets and batch encoding see the same files."""
     skipped: list[str] = []
 
     def note(error: OSError) -> None:
         skipped.append(f"{error.filename}: cannot list this folder ({error.strerror})")
 
-    found: list[tuple[Path, str]] = []
+    found: list[Path] = []
     for folder, subfolders, files in os.walk(root, onerror=note):
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
         for name in files:
             path = Path(folder, name)
             if not name.startswith(".") and _has_image_suffix(path):
-                found.append((path, path.relative_to(root).as_posix()))
-    images, problems = _with_truth(sorted(found, key=lambda item: item[1]))
+                found.append(path)
+    return sorted(found, key=lambda path: path.relative_to(root).as_posix()), skipped
+
+
+def _list_folder(root: Path) -> tuple[list[DatasetImage], list[str]]:
+    """Every image file under ``root`` with its truth, sorted by relative path."""
+    paths, skipped = image_files(root)
+    images, problems = _with_truth([(path, path.relative_to(root).as_posix())
+                                    for path in paths])
     return images, skipped + problems
 
 

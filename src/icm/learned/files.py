@@ -20,11 +20,12 @@ import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from icm.errors import IcmError
-from icm.learned.network import Architecture, LicNet
+from icm.learned.network import Architecture, LicNet, parameter_count
 from icm.tensorfiles import (
     Metadata,
     check_tensors,
@@ -117,6 +118,18 @@ def shipped_model(flavour: str = "") -> Path | None:
     folder = Path(__file__).parent / "data" / flavour
     found = sorted(folder.glob(f"{PREFIX}-*.safetensors"))
     return found[-1] if found else None
+
+
+def describe_model(model: Path | None = None) -> dict[str, Any]:
+    """What ``icm learned info`` shows of a model file (default: the shipped one): its size,
+    parameter count, architecture and training record."""
+    path = model or shipped_model()
+    if path is None:
+        raise IcmError("no icm-lic model ships in this installation; give a file")
+    net, info = load_model(path)
+    return {"file": str(path), "bytes": Path(path).stat().st_size,
+            "parameters": parameter_count(net), "architecture": info.arch.to_json(),
+            "trained": info.trained}
 
 
 def shipped_models() -> list[Path]:

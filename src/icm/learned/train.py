@@ -38,7 +38,7 @@ a run resumed from a checkpoint (model, optimiser, step; written atomically ever
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,75 +46,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from icm.errors import IcmError
+from icm.learned.config import SHIPPED, LearnedTrainConfig, LearnedTrainError
 from icm.learned.files import load_model, save_model, shipped_model
 from icm.learned.network import LATENT_STRIDE, Architecture, LicNet, parameter_count
-from icm.machines.features import LITE0_TAPS, MachineFeatures, feature_distortion
+from icm.machines.features import MachineFeatures, feature_distortion
 from icm.training import Progress, Schedule, Settings, load_photos, resume, run
-
-#: the smallest window side, in the machine's view, whose deepest feature tap is still 2x2
-MIN_VIEW = 32
-#: ``init`` value naming the model that ships with icm
-SHIPPED = "shipped"
-
-class LearnedTrainError(IcmError):
-    """Training input that cannot be used: no images, a bad setting, a stale checkpoint."""
-
-
-@dataclass
-class LearnedTrainConfig:
-    images: tuple[str, ...] = ("samples",)
-    out: Path = Path("icm-lic")
-    crop: int = 128
-    batch: int = 8
-    steps: int = 1000
-    lr: float = 5e-4
-    #: weight of the machine's feature distortion beside pixel MSE (0 = pixels only)
-    alpha: float = 30.0
-    machine: str = "classify:efficientnet-lite0"
-    #: share of windows given a spatially varying quality map
-    spatial_rate: float = 0.5
-    seed: int = 0
-    checkpoint_every: int = 100
-    limit: int = 0
-    channels: int = 64
-    latent: int = 192
-    threads: int = 1
-    #: the factor the machine resizes coded photos by (1: distortion at full resolution)
-    view_scale: float = 1.0
-    #: a model file to start from ('' = a fresh network)
-    init: str = ""
-    #: the machine's feature taps in the distortion (block indices; 16 = Lite0's head)
-    taps: tuple[int, ...] = LITE0_TAPS
-
-    def check(self) -> None:
-        if self.crop < 64 or self.crop % 64:
-            raise LearnedTrainError(f"crop must be a multiple of 64, got {self.crop}")
-        if self.batch < 1 or self.steps < 1 or self.checkpoint_every < 1:
-            raise LearnedTrainError("batch, steps and checkpoint-every must be >= 1")
-        if self.alpha < 0:
-            raise LearnedTrainError(f"alpha must be >= 0, got {self.alpha}")
-        if not 0.0 <= self.spatial_rate <= 1.0:
-            raise LearnedTrainError(f"spatial rate must be in [0, 1], got {self.spatial_rate}")
-        if not 0.0 < self.view_scale <= 1.0:
-            raise LearnedTrainError(f"view scale must be in (0, 1], got {self.view_scale}")
-        if self.crop * self.view_scale < MIN_VIEW:
-            raise LearnedTrainError(
-                f"a {self.crop} px crop at view scale {self.view_scale} is under {MIN_VIEW} px; "
-                "use a larger --crop")
-
-    def arch(self) -> Architecture:
-        return Architecture(channels=self.channels, latent=self.latent, hyper=self.channels)
-
-    def identity(self) -> dict[str, Any]:
-        """What a checkpoint must match to be resumed (``steps`` may grow: training longer)."""
-        record = asdict(self)
-        record["out"] = str(self.out)
-        record["images"] = list(record["images"])
-        record["taps"] = list(record["taps"])
-        for volatile in ("steps", "checkpoint_every", "threads"):
-            record.pop(volatile)
-        return record
 
 
 @dataclass
@@ -126,6 +62,14 @@ class TrainResult:
     wall_s: float
     parameters: int
     images: int
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``icm learned train --json`` prints: the run, without every step's loss."""
+        return {"out": str(self.out), "steps": self.steps, "resumed_from": self.resumed_from,
+                "images": self.images, "parameters": self.parameters,
+                "wall_s": round(self.wall_s, 1),
+                "first_loss": self.losses[0] if self.losses else None,
+                "last_loss": self.losses[-1] if self.losses else None}
 
 
 def load_images(specs: Sequence[str], crop: int, limit: int = 0) -> list[np.ndarray]:

@@ -11,6 +11,7 @@ from icm.machines.registry import (
     MachineUnavailableError,
     UnknownMachineError,
     get_machine,
+    machine_rows,
     parse_machine,
     register_machine,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "Scores",
     "UnknownMachineError",
     "get_machine",
+    "machine_rows",
     "parse_machine",
     "register_machine",
 ]

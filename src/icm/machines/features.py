@@ -12,9 +12,8 @@ from __future__ import annotations
 import torch
 
 from icm.errors import IcmError
+from icm.machines.classify import LITE0_TAPS
 
-#: EfficientNet-Lite0 blocks whose outputs are compared (strides 4, 8 and 16)
-LITE0_TAPS = (2, 4, 10)
 #: tap index of Lite0's head: the 1280 features the classifier pools (after its 16 blocks)
 LITE0_HEAD = 16
 SUPPORTED = ("classify:efficientnet-lite0",)

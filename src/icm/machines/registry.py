@@ -6,6 +6,8 @@ accepts (``classify:efficientnet-lite0``, ``clip:<arch>@<pretrained>``, ``vlm:<h
 
 from __future__ import annotations
 
+from typing import Any
+
 from icm.errors import IcmError
 from icm.machines.base import Machine, MachineSpec
 from icm.registry import Registry
@@ -70,3 +72,18 @@ def get_machine(text: str) -> Machine:
     spec = parse_machine(text)
     cls = MACHINES.lookup(spec.family, within=text)
     return MACHINES.require(cls, f"machine {spec}", spec)(spec)
+
+
+def machine_rows() -> list[dict[str, Any]]:
+    """Every family's example machines as ``icm machines`` lists them (a family with no
+    examples as ``family:<model>``), each with whether it works here and, if not, why and how
+    to install what it needs."""
+    rows = []
+    for family, cls in MACHINES.items():
+        for name in KNOWN_MODELS.get(family) or [f"{family}:<model>"]:
+            reason = cls.unavailable_reason(parse_machine(name)) if "<" not in name else None
+            rows.append({"machine": name, "family": family, "primary": cls.primary,
+                         "kinds": sorted(cls.kinds), "summary": cls.summary,
+                         "available": reason is None,
+                         "reason": None if reason is None else f"{reason}. {cls.install_hint}"})
+    return rows

@@ -2,13 +2,48 @@
 
 ``restore_image(rgb, "noise", 0.5)`` undoes (part of) ``get_degradation("noise")``; with
 ``"auto"`` the recogniser names the damage, with ``"unknown"`` one generic restoration is used.
-Needs torch (the ``adapt`` extra); ``import icm`` does not import this package.
+The network needs torch (the ``adapt`` extra); ``import icm`` does not import this package.
+
+Importing the package itself does not import torch either: the command line reads its
+defaults from :class:`RestoreTrainConfig` (:mod:`icm.restore.config`) on every ``icm`` call.
+The other names load their module, and with it torch, the first time they are used.
 """
 
-from icm.restore.api import RestoreRecord, get_model, restore_image, run_network
-from icm.restore.files import RestoreInfo, RestoreModelError, load_model, read_model, save_model
-from icm.restore.network import UNKNOWN, Architecture, RestoreNet, parameter_count
-from icm.restore.train import RestoreTrainConfig, RestoreTrainError, TrainResult, train_restorer
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from icm.restore.config import UNKNOWN, RestoreTrainConfig, RestoreTrainError
+
+#: the names that need torch, and the module each lives in
+_LAZY = {
+    "RestoreRecord": "icm.restore.api",
+    "RestoredFile": "icm.restore.api",
+    "get_model": "icm.restore.api",
+    "restore_file": "icm.restore.api",
+    "restore_image": "icm.restore.api",
+    "run_network": "icm.restore.api",
+    "RestoreInfo": "icm.restore.files",
+    "RestoreModelError": "icm.restore.files",
+    "load_model": "icm.restore.files",
+    "read_model": "icm.restore.files",
+    "save_model": "icm.restore.files",
+    "Architecture": "icm.restore.network",
+    "RestoreNet": "icm.restore.network",
+    "parameter_count": "icm.restore.network",
+    "TrainResult": "icm.restore.train",
+    "train_restorer": "icm.restore.train",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """``from icm.restore import restore_image``: the module is imported on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'icm.restore' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "UNKNOWN",
@@ -19,11 +54,13 @@ __all__ = [
     "RestoreRecord",
     "RestoreTrainConfig",
     "RestoreTrainError",
+    "RestoredFile",
     "TrainResult",
     "get_model",
     "load_model",
     "parameter_count",
     "read_model",
+    "restore_file",
     "restore_image",
     "run_network",
     "save_model",

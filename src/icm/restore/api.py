@@ -11,6 +11,7 @@ it went in: there is nothing to undo, and any correction could only add damage.
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,14 +22,17 @@ import torch
 
 from icm.degrade import check_strength, get_degradation
 from icm.degrade.base import check_rgb
+from icm.degrade.files import image_file_bytes
 from icm.degrade.recognise import CLEAN, Recogniser, get_recogniser
 from icm.errors import IcmError
-from icm.fileio import file_digest
+from icm.fileio import file_digest, refuse_overwriting_input, write_atomic
+from icm.image import load_image
+from icm.metrics import psnr
+from icm.restore.config import AUTO, SHIPPED_INIT, UNKNOWN
 from icm.restore.files import RestoreInfo, RestoreModelError, load_model
-from icm.restore.network import UNKNOWN, RestoreNet
+from icm.restore.network import RestoreNet
 
 GENERAL = "restore"  # the shipped general restorer's name (data/restore.safetensors)
-AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,47 @@ class RestoreRecord:
         if self.probabilities:
             record["probabilities"] = self.probabilities
         return record
+
+
+@dataclass(frozen=True)
+class RestoredFile:
+    """What :func:`restore_file` wrote: the condition used, the image's size, how far the
+    restoration moved it from the input (PSNR, dB, to 3 places) and how long it took."""
+
+    source: Path
+    output: Path
+    record: RestoreRecord
+    width: int
+    height: int
+    psnr_to_input: float
+    restore_ms: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"input": str(self.source), "output": str(self.output),
+                "condition": self.record.to_json(), "width": self.width,
+                "height": self.height, "psnr_to_input": self.psnr_to_input,
+                "restore_ms": round(self.restore_ms, 1)}
+
+
+def restore_file(source: Path, output: Path, degradation: str = AUTO,
+                 strength: float | None = None, model: str | Path | None = None) -> RestoredFile:
+    """Load ``source``, restore it (see :func:`restore_image`) and write ``output`` atomically
+    in the format its suffix names; the input is never overwritten."""
+    refuse_overwriting_input(source, output)
+    pixels = load_image(source)
+    started = time.perf_counter()
+    restored, record = restore_image(pixels, degradation, strength, model)
+    elapsed_ms = (time.perf_counter() - started) * 1000.0
+    write_atomic(output, image_file_bytes(restored, output))
+    return RestoredFile(source, output, record, int(pixels.shape[1]), int(pixels.shape[0]),
+                        round(psnr(pixels, restored), 3), elapsed_ms)
+
+
+def start_model_path(init: str | None) -> Path | None:
+    """The model file ``--init`` names: ``shipped`` is the shipped general restorer."""
+    if not init:
+        return None
+    return shipped_model_path() if init == SHIPPED_INIT else Path(init)
 
 
 def shipped_model_path(name: str = GENERAL) -> Path:

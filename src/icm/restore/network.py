@@ -23,8 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-#: the vocabulary's first entry: a degradation the caller does not know (or did not say)
-UNKNOWN = "unknown"
+from icm.restore.config import UNKNOWN
 
 
 @dataclass(frozen=True)

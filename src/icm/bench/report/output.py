@@ -27,6 +27,11 @@ class ReportPaths:
     psnr_plot: Path | None = None
     crops: tuple[Path, ...] = ()
 
+    def to_json(self) -> dict[str, str]:
+        """Every field as text (a dict or tuple of paths as its ``str``): what ``icm report
+        --json`` prints."""
+        return {key: str(value) for key, value in vars(self).items()}
+
     def all(self) -> list[Path]:
         files = [self.markdown, self.html, self.csv, *self.plots.values(), *self.crops]
         files += [p for p in (self.parquet, self.psnr_plot) if p is not None]

@@ -24,6 +24,7 @@ from icm.degrade.registry import DEGRADATIONS
 from icm.errors import IcmError
 from icm.fileio import file_digest, read_input, write_atomic
 from icm.image import load_image
+from icm.limits import DEFAULT_MAX_PIXELS
 
 #: the label of an undamaged image
 CLEAN = "clean"
@@ -200,7 +201,7 @@ def recognise_image(rgb: np.ndarray) -> Recognition:
 def recognise_file(
     source: str | os.PathLike[str],
     model: str | os.PathLike[str] | None = None,
-    max_pixels: int = 100_000_000,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     top: int = 3,
 ) -> dict[str, Any]:
     """Load an image, recognise its degradation (shipped model unless ``model``), report it."""
