@@ -17,6 +17,7 @@ from importlib.metadata import entry_points
 #: registry kind -> the modules that register into it, imported in this order
 PLUGINS: dict[str, tuple[str, ...]] = {
     "codec": ("icm.learned.codec", "icm.learned.compressai_zoo"),
+    "machine wrapper": ("icm.adapt.wrapper",),
 }
 ENTRY_POINT_GROUP = "icm.plugins"
 

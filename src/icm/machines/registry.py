@@ -31,6 +31,10 @@ class MachineUnavailableError(IcmError):
 
 MACHINES: Registry[type[Machine]] = Registry("machine family", UnknownMachineError,
                                              MachineUnavailableError, key="family")
+#: ``+NAME=ARG`` after a machine's name: classes with a ``name`` and ``wrap(machine, arg)``
+MACHINE_WRAPPERS: Registry[type] = Registry("machine wrapper", UnknownMachineError,
+                                            MachineUnavailableError)
+register_machine_wrapper = MACHINE_WRAPPERS.register
 
 
 def register_machine(*examples: str):
@@ -62,13 +66,14 @@ def parse_machine(text: str) -> MachineSpec:
 def get_machine(text: str) -> Machine:
     """Instantiate a machine by name; unknown or unusable ones raise a one-line error.
 
-    ``MACHINE+adapter=PATH`` is the machine with a codec-conditional adapter (``icm.adapt``).
+    ``MACHINE+NAME=ARG`` is the machine wrapped by a registered wrapper: ``+adapter=PATH`` reads
+    it through a codec-conditional adapter (:mod:`icm.adapt.wrapper`, a plug-in).
     """
-    base, marker, adapter = text.partition(ADAPTER_MARKER)
-    if marker:
-        from icm.adapt.machine import AdaptedMachine
-
-        return AdaptedMachine(get_machine(base), adapter.strip())
+    if "+" in text:
+        for name in MACHINE_WRAPPERS:
+            base, marker, argument = text.partition(f"+{name}=")
+            if marker:
+                return MACHINE_WRAPPERS[name].wrap(get_machine(base), argument.strip())
     spec = parse_machine(text)
     cls = MACHINES.lookup(spec.family, within=text)
     return MACHINES.require(cls, f"machine {spec}", spec)(spec)
