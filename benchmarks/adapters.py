@@ -1,223 +1,450 @@
-"""Does a codec-conditional adapter close the generalization gap? (CompressVLMBench, offline)
+"""Do codec-conditional adapters help on photos they never saw? (CompressVLMBench, offline)
 
-EfficientNet-Lite0 adapters are trained by feature distillation on CBSD68 + McMaster
-(../shared/data) and tested on Kodak through the real ``icm bench`` machinery:
+EfficientNet-Lite0 adapters are judged by cross-validation over every photo in ../shared/data
+(CBSD68, McMaster, Kodak: 110), in folds by photo. For each fold:
 
-* ``conditioned``: told the codec and bpp bucket, trained on JPEG, HEVC and AVIF;
-* ``unconditioned``: one adaptation for all codecs, same data;
-* ``held-out``: conditioned, trained on JPEG and HEVC only; AVIF is unseen (it gets the
-  "unknown" condition, trained by condition dropout);
-* ``reference``: not an adapter but the whole encoder fine-tuned on the same pairs: the
-  estimate of the best model for decoded images, so what it recovers is the generalization
-  gap and each adapter's recovery is also given as a share of it.
+* its photos are the test photos: never trained on, never used to choose anything;
+* of the other photos, a seeded fifth (per dataset) is the fold's validation: each candidate
+  recipe is trained on the rest with early stopping on it, the candidate with the lowest
+  validation KL is kept, and its gate (where it may act) is measured on it too;
+* ``baseline`` is the adapter as it was trained before issue 22 (whole photos at their own
+  size, feature distillation, 250 steps, file-bpp buckets, no validation, no gate), trained on
+  all the non-test photos.
 
-Prints, per codec, the top-1 agreement with the pristine prediction at each level before and
-after each adapter, the BD-metric gain (top-1 at equal bpp), and the share of the total gap
-recovered by the adapter, and of the gap the fine-tuned reference recovers. Writes
-``benchmarks/results/adapters.json``; the bench report (with the gap plot) lands in the run.
+Adapters are trained on JPEG and HEVC; AVIF is held out of training and selection (an adapter
+reads it as "codec unknown"). Every photo gives 6 square views at 1x, 1.5x and 2x the
+machine's input side, each coded at four low-rate levels per codec (jpeg q5-q20, hevc
+qp47-qp37, avif q5-q18) and one mild one. Tables give per codec and rate bucket (bits per
+input pixel) top-1 agreement with the pristine prediction, KL to the pristine output and top-5
+overlap, plain vs adapted, with 90% intervals from resampling test photos (views of a photo
+move together), and the share of the total top-1 gap (1 - plain agreement) the adapter closes.
 
-    python benchmarks/adapters.py [--steps 250] [--kl 0] [--views 1] [--workers 2]
-        [--sides 0,512] [--runs DIR --tag -x]
+    python benchmarks/adapters.py [--folds 3] [--candidates kl,kl+anchor] [--diagnose features]
+        [--photo-curve] [--cache /tmp/icm-adapters-cache] [--tag -x]
+
+Writes ``benchmarks/results/adapters{tag}.json`` and ``adapters{tag}.png`` (learning curves:
+validation and test KL against steps, per fold). Coded views are cached in ``--cache``;
+adapters and their curves in ``--runs`` (reused when their settings match).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import platform
+import random
 import sys
 import time
-import warnings
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from icm.adapt import TrainConfig, read_adapter, train_adapter
-from icm.bench import BenchConfig, ledger_path, run_bench
-from icm.bench.analysis import (
-    current_rows,
-    curves,
-    gap_table,
-    is_reference_row,
-    recovered_share,
-    recovered_share_interval,
-    reference_of,
-    with_interval,
-)
-from icm.bench.grid import with_adapters
-from icm.bench.ledger import Ledger
-from icm.bench.report import write_report
+import numpy as np
+
+from icm.adapt import TrainConfig
+from icm.adapt.conditioning import INPUT_BPP_EDGES, Conditioning
+from icm.adapt.evaluate import compare
+from icm.adapt.files import load_adapter
+from icm.adapt.gate import cluster_bootstrap
+from icm.adapt.train import fit, input_side, new_adapted, torch_machine
+from icm.adapt.views import ViewPlan, Views, build_views
 from icm.fileio import write_atomic
-from icm.machines.registry import REFERENCE_MARK
-from icm.metrics import bd_metric
+from icm.image.datasets import open_dataset
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
+DATASETS = ("cbsd68", "mcmaster", "kodak")
 MACHINE = "classify:efficientnet-lite0"
-TEST_LEVELS = {
-    "jpeg": ("q3", "q5", "q8", "q12", "q20", "q35"),
-    "hevc": ("qp50", "qp47", "qp44", "qp41", "qp37", "qp32"),
-    "avif": ("q2", "q5", "q10", "q18", "q28", "q40"),
+LOW = {"jpeg": ("q5", "q10", "q15", "q20"), "hevc": ("qp47", "qp44", "qp41", "qp37"),
+       "avif": ("q5", "q10", "q14", "q18")}
+MILD = {"jpeg": ("q40",), "hevc": ("qp32",), "avif": ("q30",)}
+TRAINED_CODECS = ("jpeg", "hevc")
+#: the pre-issue-22 recipe: its own levels, on whole photos
+BASELINE_LEVELS = {"jpeg": ("q5", "q10", "q20", "q35"), "hevc": ("qp47", "qp42", "qp37", "qp32"),
+                   "avif": ("q5", "q15", "q25", "q40")}
+PLAN = ViewPlan(views=6, scales=(1.0, 1.5, 2.0), seed=0)
+WHOLE = ViewPlan(views=1, scales=(0.0,), seed=0)
+COMMON = {"codecs": TRAINED_CODECS, "levels": {c: LOW[c] + MILD[c] for c in TRAINED_CODECS},
+          "batch": 16, "lr": 1e-3, "eval_every": 30, "patience": 4, "val_rows": 300,
+          "views": PLAN.views, "scales": PLAN.scales}
+CANDIDATES = {
+    "kl": {"kl_weight": 1.0, "feature_weight": 0.0, "anchor_weight": 0.0},
+    "kl+anchor": {"kl_weight": 1.0, "feature_weight": 0.0, "anchor_weight": 0.5},
+    "features": {"kl_weight": 0.0, "feature_weight": 1.0, "anchor_weight": 0.0},
+    "kl+anchor-unconditioned": {"kl_weight": 1.0, "feature_weight": 0.0, "anchor_weight": 0.5,
+                                "conditioned": False},
 }
-ADAPTERS = {
-    "conditioned": {"codecs": ("jpeg", "hevc", "avif"), "conditioned": True},
-    "unconditioned": {"codecs": ("jpeg", "hevc", "avif"), "conditioned": False},
-    "held-out": {"codecs": ("jpeg", "hevc"), "conditioned": True},
-    # not an adapter: the whole encoder fine-tuned on the same pairs, the estimate of theta*
-    # (the best model for decoded images) that the generalization gap is measured with
-    "reference": {"codecs": ("jpeg", "hevc", "avif"), "conditioned": True,
-                  "tune_encoder": True},
-}
+#: adapters from the third stage on, as the candidates (so both read the same stored
+#: prefixes): the recipe differs, not where the adapter sits
+BASELINE = {"codecs": ("jpeg", "hevc", "avif"), "levels": BASELINE_LEVELS, "steps": 250,
+            "batch": 8, "kl_weight": 0.0, "feature_weight": 1.0, "anchor_weight": 0.0,
+            "views": 1, "scales": (0.0,), "patience": 0, "gate": False, "input_buckets": False,
+            "unknown_rate": 0.2}
+WATCH_ROWS = 240
 
 
-def train_all(runs: Path, defaults: dict, names: list[str]) -> dict[str, dict]:
-    """Train (or reuse) each named adapter; ``defaults`` (steps, kl_weight, views, sides) give
-    way to an adapter's own settings. A file is named by its settings' digest, so asking for
-    other settings trains anew instead of reusing a file made differently."""
-    listing = runs / "train.txt"
-    paths = sorted(p for name in ("cbsd68", "mcmaster") for p in (SHARED / name).rglob("*")
-                   if p.suffix.lower() in (".png", ".tif", ".tiff", ".bmp", ".jpg"))
-    write_atomic(listing, "\n".join(str(p) for p in paths).encode())
-    trained = {}
-    for name in names:
-        settings = {**defaults, **ADAPTERS[name]}
-        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-        out = runs / f"{name}-{digest[:8]}.safetensors"
-        start = time.perf_counter()
-        if not out.exists():
-            result = train_adapter(TrainConfig(
-                machine=MACHINE, images=str(listing), out=out, batch=8, **settings),
-                _progress(name))
-            print(file=sys.stderr)
-            losses = result.losses
-            trained[name] = {"path": str(out), "train_s": time.perf_counter() - start,
-                             "pairs": result.pairs, "first_loss": losses[0],
-                             "last_loss_mean10": sum(losses[-10:]) / len(losses[-10:])}
-        else:
-            trained[name] = {"path": str(out), "train_s": None,
-                             "note": "reused: trained earlier with these settings",
-                             "recorded": read_adapter(out)[1].trained}
-        trained[name].update(settings)
-    return trained
+# -- data -----------------------------------------------------------------------------------
+def photos(limit: int = 0) -> list[tuple[str, Any]]:
+    """Every photo of the three sets (the first ``limit`` of each), named ``set/file``."""
+    found = []
+    for name in DATASETS:
+        dataset = open_dataset(SHARED / name)
+        found += [(f"{name}/{image.id}", image)
+                  for image in (dataset.limit(limit) if limit else dataset)]
+    return found
 
 
-def evaluate(runs: Path, kodak: Path, trained: dict[str, dict], workers: int) -> dict:
-    points = tuple(f"{c}@{lv}" for c, levels in TEST_LEVELS.items() for lv in levels)
-    adapters = [Path(t["path"]) for t in trained.values()]
-    config = BenchConfig(images=str(kodak), codecs=points, out=runs / "kodak",
-                         machines=with_adapters((MACHINE,), adapters), workers=workers)
-    run_bench(config, _progress("kodak"))
+def folds_of(names: list[str], count: int, seed: int = 0) -> list[list[str]]:
+    """``count`` folds of photo names, each dataset dealt evenly over them after a shuffle."""
+    folds: list[list[str]] = [[] for _ in range(count)]
+    for dataset in DATASETS:
+        members = sorted(n for n in names if n.startswith(f"{dataset}/"))
+        random.Random(f"{seed}|{dataset}").shuffle(members)
+        for index, name in enumerate(members):
+            folds[index % count].append(name)
+    return folds
+
+
+def split_validation(names: list[str], share: float = 0.2, seed: int = 0
+                     ) -> tuple[list[str], list[str]]:
+    """(train, validation): a seeded ``share`` of each dataset's photos is validation."""
+    val: list[str] = []
+    for dataset in DATASETS:
+        members = sorted(n for n in names if n.startswith(f"{dataset}/"))
+        random.Random(f"val|{seed}|{dataset}").shuffle(members)
+        val += members[:max(1, round(share * len(members)))]
+    return [n for n in names if n not in set(val)], val
+
+
+def jobs(levels: dict[str, tuple[str, ...]]) -> list[tuple[str, str]]:
+    return [(codec, level) for codec, names in levels.items() for level in names]
+
+
+# -- training -------------------------------------------------------------------------------
+def train(name: str, runs: Path, machine: Any, parts: Any, views: Views, train_photos: list,
+          val_photos: list, settings: dict, watch: dict[str, list[int]]) -> dict:
+    """Train (or reuse) one adapter; its file, curve and validation score."""
+    digest = hashlib.sha256(json.dumps([settings, sorted(train_photos), sorted(val_photos)],
+                                       sort_keys=True, default=str).encode()).hexdigest()[:10]
+    out = runs / f"{name}-{digest}.safetensors"
+    sidecar = out.with_suffix(".json")
+    if out.exists() and sidecar.exists():
+        return json.loads(sidecar.read_text())
+    config = TrainConfig(machine=MACHINE, out=out, images=name, **settings)
+    start = time.perf_counter()
+    result = fit(machine, parts, views, train_photos, val_photos, config, _progress(name),
+                 watch)
     print(file=sys.stderr)
-    write_report(config.out)
-    with Ledger(ledger_path(config.out)) as ledger:
-        rows = ledger.rows()
-    plain = curves(rows, MACHINE)
-    results = {"plain": {c: [(p.bpp, p.fidelity) for p in pts] for c, pts in plain.items()}}
-    reference = reference_of(rows, MACHINE)
-    # every fine-tuned encoder the run holds competes for theta* (also ones trained by hand
-    # with other settings): their shares of the total gap show how the best was chosen
-    results["reference_candidates"] = {
-        name: recovered_share_interval(rows, name) for name in dict.fromkeys(
-            r["machine"] for r in rows if is_reference_row(r))}
-    results["best_reference"] = reference
-    for name, info in trained.items():
-        machine = f"{MACHINE}+adapter={info['path']}"
-        adapted = curves(rows, machine)
-        gaps = [g for g in gap_table(rows) if g.adapted == machine]
-        of_reference = (recovered_share_interval(rows, machine, reference=reference)
-                        if reference else None)
-        results[name] = {
-            "curves": {c: [(p.bpp, p.fidelity) for p in pts] for c, pts in adapted.items()},
-            "bd_top1_gain": {c: _bd_gain(plain[c], adapted[c]) for c in adapted if c in plain},
-            "generalization_share": {
-                c: recovered_share([g for g in gaps if g.curve == c]) for c in TEST_LEVELS},
-            "generalization_share_all": recovered_share(gaps),
-            "generalization_share_all_ci90": (recovered_share_interval(rows, machine)
-                                              or (None, None, None))[1:],
-            # the share of the generalization gap as the fine-tuned reference estimates it
-            "reference": reference,
-            "share_of_reference_gap": of_reference and of_reference[0],
-            "share_of_reference_gap_ci90": (of_reference or (None, None, None))[1:],
-        }
-    return results
+    record = {"path": str(out), "train_s": time.perf_counter() - start, "steps": result.steps,
+              "best_step": result.best_step, "val_before": result.val_before,
+              "val_after": result.val_after, "curve": result.curve,
+              "gate": None if result.gate is None else
+              {k: asdict(e) for k, e in result.gate.items()}, "settings": settings}
+    write_atomic(sidecar, json.dumps(record, default=str).encode())
+    return record
 
 
-def cross_fitted_reference(runs: Path, kodak: Path, trained: dict[str, dict], settings: dict,
-                           workers: int) -> dict:
-    """theta* estimated in-domain, as a check on the reference trained on other photos.
+def read_test(path: Path, gated: bool, context: dict, rows: list[int], folder: Path) -> dict:
+    """Plain and adapted scores of the test rows, kept beside the adapters (keyed by the
+    adapter file's bytes, the gate and the rows) so a rerun reads only what is new."""
+    from icm.fileio import file_digest
 
-    Kodak is split into two halves (alternate photos); a reference fine-tuned on the decoded
-    photos of one half is tested on the other, and the two folds together give every test
-    photo a reference that never saw it. If the references trained on CBSD68 + McMaster
-    underestimate what adaptation can recover on Kodak, this one shows it.
-    """
-    photos = sorted(p for p in kodak.iterdir() if p.suffix.lower() == ".png")
-    folds = [photos[0::2], photos[1::2]]
-    points = tuple(f"{c}@{lv}" for c, levels in TEST_LEVELS.items() for lv in levels)
-    names = []
-    for index, fold in enumerate(folds):
-        train_list, test_list = runs / f"kodak-fold{index}.txt", runs / f"kodak-test{index}.txt"
-        write_atomic(train_list, "\n".join(map(str, fold)).encode())
-        write_atomic(test_list, "\n".join(map(str, folds[1 - index])).encode())
-        out = runs / f"kodak-fold{index}-reference.safetensors"
-        if not out.exists():
-            train_adapter(TrainConfig(machine=MACHINE, images=str(train_list), out=out, batch=8,
-                                      **settings), _progress(f"fold {index}"))
-            print(file=sys.stderr)
-        name = f"{MACHINE}+adapter={out}"
-        run_bench(BenchConfig(images=str(test_list), codecs=points, out=runs / "kodak",
-                              machines=(MACHINE, name), workers=workers), _progress("kodak"))
-        print(file=sys.stderr)
-        names.append(name)
-    with Ledger(ledger_path(runs / "kodak")) as ledger:
-        rows = ledger.rows()
-    merged = f"{MACHINE}+adapter=kodak-cross-fitted-reference"
-    rows = [row for row in rows if row["machine"] not in names] + [
-        {**row, "machine": merged, "fingerprint": f"cross-fitted{REFERENCE_MARK}"}
-        for name in names for row in current_rows(rows, name)]
-    result = {"reference_share_of_total": recovered_share_interval(rows, merged)}
-    for adapter, info in trained.items():
-        machine = f"{MACHINE}+adapter={info['path']}"
-        result[adapter] = recovered_share_interval(rows, machine, reference=merged)
-    return result
+    key = hashlib.sha256(json.dumps([file_digest(str(path)), gated, rows]).encode())
+    cached = folder / f"{key.hexdigest()[:16]}.npz"
+    if cached.exists():
+        with np.load(cached) as stored:
+            found: dict[str, dict] = {"plain": {}, "adapted": {}}
+            for name in stored.files:
+                side, metric = name.split("/")
+                found[side][metric] = stored[name]
+            return found
+    parts, machine = context["parts"], context["machine"]
+    adapted = load_adapter(path, copy.deepcopy(parts.module), machine.name,
+                           machine.fingerprint())
+    if not gated:
+        adapted.gate = None
+    scored = compare(parts, adapted, context["views"], rows)
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **{f"{side}/{m}": v for side, values in scored.items()
+                        for m, v in values.items()})
+    write_atomic(cached, buffer.getvalue())
+    return scored
 
 
-def _bd_gain(base, test) -> float | None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return float(bd_metric([p.bpp for p in base], [p.fidelity for p in base],
-                                   [p.bpp for p in test], [p.fidelity for p in test],
-                                   method="pchip"))
-        except ValueError:
-            return None
+def validation_score(record: dict) -> dict:
+    """A candidate's score on every validation view of the codecs it was trained on, read as
+    the gate reads them (codec shown, no gate): mean change in top-1 agreement with the
+    pristine prediction and mean fall in KL. The goal is the top-1 gap, with KL not worse."""
+    entries = [e for key, e in (record["gate"] or {}).items() if not key.startswith("unknown@")]
+    samples = sum(e["samples"] for e in entries)
+    if not samples:
+        return {"top1_change": 0.0, "kl_fall": 0.0}
+    return {"top1_change": sum(e["samples"] * e["top1_change"] for e in entries) / samples,
+            "kl_fall": sum(e["samples"] * e["gain"] for e in entries) / samples}
 
 
-def print_tables(results: dict) -> None:
-    adapters = [name for name in ADAPTERS if name in results]
-    for codec in TEST_LEVELS:
-        print(f"\n## {codec}: top-1 agreement with the pristine prediction (Kodak, 24 photos)")
-        names = ["plain", *adapters]
-        print(f"{'bpp':>7} " + " ".join(f"{n:>14}" for n in names))
-        for index, (bpp, top1) in enumerate(results["plain"][codec]):
-            cells = [f"{top1:14.3f}"] + [
-                f"{results[n]['curves'][codec][index][1]:14.3f}" for n in adapters]
-            print(f"{bpp:7.3f} " + " ".join(cells))
-    print(f"\n{'adapter':14} " + " ".join(f"{c + ' BD-top1':>14} {c + ' gen.share':>15}"
-                                          for c in TEST_LEVELS) + "  all gen.share")
-    for name in adapters:
-        cells = []
-        for codec in TEST_LEVELS:
-            gain = results[name]["bd_top1_gain"].get(codec)
-            share = results[name]["generalization_share"].get(codec)
-            cells.append(f"{'n/a' if gain is None else f'{gain:+.3f}':>14} "
-                         f"{'n/a' if share is None else f'{share:.0%}':>15}")
-        print(f"{name:14} " + " ".join(cells)
-              + f"  {_share(results[name], 'generalization_share_all')}"
-              + f"  of reference gap: {_share(results[name], 'share_of_reference_gap')}")
+def _rank(score: dict) -> tuple:
+    """Candidates that lowered the validation KL first, then by top-1 gained, then KL."""
+    return score["kl_fall"] > 0, score["top1_change"], score["kl_fall"]
 
 
-def _share(result: dict, key: str) -> str:
-    return with_interval(result.get(key), result.get(f"{key}_ci90"), "{:.0%}")
+def run_fold(index: int, test: list[str], rest: list[str], context: dict, args) -> dict:
+    """Train the fold's candidates and baseline; read its test photos through each."""
+    machine, parts, views, whole = (context[k] for k in ("machine", "parts", "views", "whole"))
+    train_photos, val_photos = split_validation(rest, seed=index)
+    test_rows = views.rows(test)
+    watch = {"test": _spread(views.rows(test, jobs=jobs(COMMON["levels"])), WATCH_ROWS)}
+    runs = args.runs / f"fold{index}"
+    runs.mkdir(parents=True, exist_ok=True)
+    common = {**COMMON, "steps": args.steps}
+    names = args.candidates + (args.diagnose if index in args.folds_to_diagnose else [])
+    trained = {name: train(name, runs, machine, parts, views, train_photos, val_photos,
+                           {**common, **CANDIDATES[name]}, watch) for name in names}
+    for name in names:
+        trained[name]["val_score"] = validation_score(trained[name])
+    chosen = max(args.candidates, key=lambda n: _rank(trained[n]["val_score"]))
+    trained["baseline"] = train("baseline", runs, machine, parts, whole, rest, [], BASELINE, {})
+    readers = {"adapted": (trained[chosen]["path"], True),
+               "ungated": (trained[chosen]["path"], False),
+               "baseline": (trained["baseline"]["path"], True)}
+    readers.update({f"diag-{d}": (trained[d]["path"], True) for d in args.diagnose
+                    if d in trained})
+    curve = photo_curve(index, chosen, train_photos, val_photos, context, args, watch)
+    readers.update({f"photos-{n}{'' if g else '-ungated'}": (t["path"], g)
+                    for n, t in curve.items() for g in (True, False)})
+    trained.update({f"photos-{n}": t for n, t in curve.items()})
+    rows = test_rows
+    result = {"plain": None}
+    for label, (path, gated) in readers.items():
+        scored = read_test(Path(path), gated, context, rows, runs / "reads")
+        result["plain"] = scored["plain"]
+        result[label] = scored["adapted"]
+        print(f"\rfold {index}: read test photos through {label}   ", end="", file=sys.stderr)
+    print(file=sys.stderr)
+    return {"fold": index, "test": test, "train": train_photos, "val": val_photos,
+            "chosen": chosen, "trained": trained, "rows": rows, "scores": result}
+
+
+def photo_curve(index: int, recipe: str, train_photos: list[str], val_photos: list[str],
+                context: dict, args, watch: dict) -> dict[int, dict]:
+    """The chosen recipe trained on a seeded quarter and half of the fold's training photos
+    (same validation): how the gain on test photos grows with the photos trained on."""
+    if index not in args.photo_curve_folds:
+        return {}
+    out = {}
+    for share in (0.25, 0.5):
+        subset = sorted(random.Random(f"curve|{share}").sample(
+            sorted(train_photos), round(share * len(train_photos))))
+        settings = {**COMMON, "steps": args.steps, **CANDIDATES[recipe]}
+        out[len(subset)] = train(f"photos{len(subset)}", args.runs / f"fold{index}",
+                                 context["machine"], context["parts"], context["views"],
+                                 subset, val_photos, settings, watch)
+    return out
+
+
+def curve_summary(fold: dict, views: Views, chosen_photos: int) -> list[dict]:
+    """Gap closed and KL change on the fold's JPEG+HEVC low-rate test views, per number of
+    training photos (gated and not)."""
+    rows = fold["rows"]
+    low = np.array([views.codec[r] in TRAINED_CODECS and views.level[r] in
+                    LOW.get(views.codec[r], ()) for r in rows])
+    photos = [views.photos[views.photo[r]] for r, keep in zip(rows, low, strict=True) if keep]
+    plain = fold["scores"]["plain"]
+    out = []
+    sizes = sorted({int(k.split("-")[1]) for k in fold["scores"] if k.startswith("photos-")})
+    for count in [*sizes, chosen_photos]:
+        entry: dict[str, Any] = {"train_photos": count}
+        for gated in (True, False):
+            label = (f"photos-{count}" if count != chosen_photos else "adapted") + (
+                "" if gated else "-ungated")
+            label = "ungated" if label == "adapted-ungated" else label
+            mine = fold["scores"][label]
+            key = "gated" if gated else "ungated"
+            entry[key] = {
+                "gap_closed": _share(plain["top1"][low], mine["top1"][low], photos),
+                "kl_change": _interval(mine["divergence"][low] - plain["divergence"][low],
+                                       photos)}
+        out.append(entry)
+    return out
+
+
+# -- analysis -------------------------------------------------------------------------------
+def table(folds: list[dict], views: Views, labels: list[str], side: int) -> list[dict]:
+    """Per codec x rate bucket (and per codec, low rates only; and mild): plain vs each
+    label's scores with photo-resampled intervals."""
+    conditioning = Conditioning((), INPUT_BPP_EDGES, side)
+    columns = _columns(folds, views, labels, conditioning)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (codec, level, bucket) in enumerate(zip(columns["codec"], columns["level"],
+                                                   columns["bucket"], strict=True)):
+        rate = "mild" if level in MILD[codec] else conditioning.bucket_range(bucket)
+        groups.setdefault((codec, rate), []).append(i)
+        if level in LOW[codec]:
+            groups.setdefault((codec, "all low rates"), []).append(i)
+            if codec in TRAINED_CODECS:
+                groups.setdefault(("+".join(TRAINED_CODECS), "all low rates"), []).append(i)
+    return [_entry(codec, rate, np.asarray(idx), columns, labels)
+            for (codec, rate), idx in sorted(groups.items(), key=_order)]
+
+
+def _order(item: tuple[tuple[str, str], list[int]]) -> tuple:
+    (codec, rate), _ = item
+    head = {"jpeg": 0, "hevc": 1, "avif": 2}.get(codec, 3)
+    tail = 2 if rate == "mild" else 1 if rate == "all low rates" else 0
+    low = rate.split("-")[0].split()[0]
+    number = 0.0 if tail or low.startswith("<") else float(low.lstrip(">="))
+    return head, tail, number
+
+
+def _columns(folds: list[dict], views: Views, labels: list[str],
+             conditioning: Conditioning) -> dict[str, Any]:
+    columns: dict[str, Any] = {"codec": [], "level": [], "bucket": [], "photo": []}
+    metrics: dict[str, dict[str, list]] = {label: {} for label in ["plain", *labels]}
+    for fold in folds:
+        for row in fold["rows"]:
+            columns["codec"].append(views.codec[row])
+            columns["level"].append(views.level[row])
+            columns["bucket"].append(conditioning.bucket_id(views.condition(row)))
+            columns["photo"].append(views.photos[views.photo[row]])
+        for label in metrics:
+            for metric, values in fold["scores"][label].items():
+                metrics[label].setdefault(metric, []).extend(values)
+    columns.update({label: {m: np.asarray(v) for m, v in values.items()}
+                    for label, values in metrics.items()})
+    return columns
+
+
+def _entry(codec: str, rate: str, idx: np.ndarray, columns: dict, labels: list[str]) -> dict:
+    photos = [columns["photo"][i] for i in idx]
+    plain = columns["plain"]
+    entry = {"codec": codec, "rate": rate, "views": len(idx), "photos": len(set(photos)),
+             "plain": {m: float(v[idx].mean()) for m, v in plain.items()}}
+    for label in labels:
+        mine = columns[label]
+        entry[label] = {m: float(v[idx].mean()) for m, v in mine.items()}
+        entry[label]["change"] = {
+            m: _interval(mine[m][idx] - plain[m][idx], photos) for m in ("top1", "divergence",
+                                                                       "top5")}
+        entry[label]["gap_closed"] = _share(plain["top1"][idx], mine["top1"][idx], photos)
+    return entry
+
+
+def _interval(values: np.ndarray, photos: list[str]) -> list[float]:
+    """[mean, 5th, 95th percentile] of the mean over photo resamples."""
+    low, high = cluster_bootstrap(values, photos, np.random.default_rng(0), (5.0, 95.0))
+    return [float(values.mean()), low, high]
+
+
+def _share(plain: np.ndarray, adapted: np.ndarray, photos: list[str], rounds: int = 1000
+           ) -> list[float] | None:
+    """Share of the total top-1 gap closed, sum(adapted - plain) / sum(1 - plain), with its
+    90% interval over photo resamples."""
+    lost = 1.0 - plain
+    if lost.sum() <= 0:
+        return None
+    labels, index = np.unique(np.asarray(photos), return_inverse=True)
+    gained = np.bincount(index, weights=adapted - plain, minlength=len(labels))
+    missing = np.bincount(index, weights=lost, minlength=len(labels))
+    draws = np.random.default_rng(0).integers(0, len(labels), size=(rounds, len(labels)))
+    totals = missing[draws].sum(axis=1)
+    shares = gained[draws].sum(axis=1)[totals > 0] / totals[totals > 0]
+    low, high = np.percentile(shares, [5, 95])
+    return [float(gained.sum() / missing.sum()), float(low), float(high)]
+
+
+# -- output ---------------------------------------------------------------------------------
+def print_table(rows: list[dict], labels: list[str]) -> None:
+    for label in labels:
+        print(f"\n## {label} vs plain (test photos; 90% intervals over photos)")
+        print(f"{'codec':16} {'rate':22} {'views':>5} {'top1':>13} {'KL':>13} {'top5':>13}"
+              f"  {'gap closed':>20}  {'dtop1 / dKL':>34}")
+        for row in rows:
+            mine, plain = row[label], row["plain"]
+            share = mine["gap_closed"]
+            change = mine["change"]
+            flag = " WORSE" if _worse(change) else ""
+            print(f"{row['codec']:16} {row['rate']:22} {row['views']:5} "
+                  f"{plain['top1']:.3f}->{mine['top1']:.3f} "
+                  f"{plain['divergence']:.3f}->{mine['divergence']:.3f} "
+                  f"{plain['top5']:.3f}->{mine['top5']:.3f}  "
+                  f"{_fmt(share, '{:+.0%}'):>20}  "
+                  f"{_fmt(change['top1'], '{:+.3f}'):>16} "
+                  f"{_fmt(change['divergence'], '{:+.3f}'):>17}{flag}")
+
+
+def _worse(change: dict) -> bool:
+    """Worse beyond its interval: top-1 falls or KL rises with the whole 90% interval."""
+    return change["top1"][2] < 0 or change["divergence"][1] > 0
+
+
+def _fmt(value: list[float] | None, fmt: str) -> str:
+    if value is None:
+        return "n/a"
+    return f"{fmt.format(value[0])} [{fmt.format(value[1])}, {fmt.format(value[2])}]"
+
+
+def plot_curves(folds: list[dict], path: Path) -> None:
+    """Per candidate: validation and test KL (over the plain machine's) and share of the top-1
+    gap closed against training steps, per fold; the kept step dotted. Test points are
+    recorded for this plot only: nothing is chosen by them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted({n for f in folds for n, t in f["trained"].items() if t.get("curve")})
+    fig, axes = plt.subplots(2, len(names), figsize=(4.6 * len(names), 7), squeeze=False)
+    for column, name in enumerate(names):
+        for fold in folds:
+            curve = fold["trained"].get(name, {}).get("curve") or []
+            if not curve:
+                continue
+            steps = [p["step"] for p in curve]
+            colour = f"C{fold['fold']}"
+            for key, style in (("val", "-"), ("test", "--")):
+                label = f"fold {fold['fold']} {'validation' if key == 'val' else 'test'}"
+                axes[0][column].plot(steps, [p[key] / p[f"{key}_plain"] for p in curve],
+                                     style, color=colour, label=label)
+                start = curve[0][f"{key}_top1"]
+                axes[1][column].plot(steps, [(p[f"{key}_top1"] - start) / (1 - start)
+                                             for p in curve], style, color=colour, label=label)
+            for row in axes:
+                row[column].axvline(fold["trained"][name]["best_step"], color=colour, lw=0.8,
+                                    ls=":")
+        axes[0][column].axhline(1.0, color="black", lw=0.8)
+        axes[1][column].axhline(0.0, color="black", lw=0.8)
+        axes[1][column].axhline(0.25, color="grey", lw=0.8, ls="-.")
+        axes[0][column].set_title(f"{name}: KL to pristine, / plain machine's")
+        axes[1][column].set_title(f"{name}: share of the top-1 gap closed")
+        axes[1][column].set_xlabel("training step")
+        axes[0][column].legend(fontsize=6)
+    fig.tight_layout()
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    write_atomic(path, buffer.getvalue())
+
+
+def gate_summary(folds: list[dict]) -> dict:
+    """Per fold: the chosen candidate's open and shut conditions."""
+    out = {}
+    for fold in folds:
+        gate = fold["trained"][fold["chosen"]]["gate"] or {}
+        out[f"fold {fold['fold']}"] = {
+            "open": sorted(k for k, e in gate.items() if e["open"]),
+            "shut": sorted(k for k, e in gate.items() if not e["open"])}
+    return out
+
+
+def _spread(rows: list[int], count: int) -> list[int]:
+    if len(rows) <= count:
+        return rows
+    return [rows[i] for i in np.linspace(0, len(rows) - 1, count).round().astype(int)]
 
 
 def _progress(name: str):
@@ -228,55 +455,107 @@ def _progress(name: str):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=250)
-    parser.add_argument("--kl", type=float, default=0.0, help="logit KL weight")
-    parser.add_argument("--views", type=int, default=1,
-                        help="training views per coded image (whole + random crops/flips)")
-    parser.add_argument("--sides", default="0",
-                        help="shorter sides (px) training photos are coded at; 0 = native")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--runs", type=Path, default=HERE / "runs" / "adapters")
-    parser.add_argument("--kodak", type=Path, default=SHARED / "kodak")
-    parser.add_argument("--tag", default="", help="suffix of the results file name")
-    parser.add_argument("--adapters", default=",".join(ADAPTERS), help="which to train")
-    parser.add_argument("--cross-fit", action="store_true",
-                        help="also estimate theta* in-domain: references fine-tuned on one half "
-                             "of Kodak, tested on the other")
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--only-folds", default="", help="run only these folds (comma list)")
+    parser.add_argument("--candidates", default="kl+anchor,features",
+                        help=f"recipes chosen between on validation ({', '.join(CANDIDATES)})")
+    parser.add_argument("--diagnose", default="",
+                        help="recipes also trained and tested, never chosen (diagnosis)")
+    parser.add_argument("--diagnose-folds", default="0")
+    parser.add_argument("--steps", type=int, default=300, help="most steps per adapter")
+    parser.add_argument("--photo-curve", default="",
+                        help="folds where the recipe is also trained on a quarter and a half "
+                             "of the training photos (how gains grow with photos)")
+    parser.add_argument("--runs", type=Path, default=HERE / "runs" / "adapters-cv")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/icm-adapters-cache"))
+    parser.add_argument("--tag", default="")
+    parser.add_argument("--prepare-only", action="store_true", help="code the views and stop")
+    parser.add_argument("--replot", action="store_true",
+                        help="redraw the plot from the results file and stop")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="only the first N photos of each set (a quick check)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: the machine's cores are shared)")
     args = parser.parse_args()
-    for folder in (args.kodak, SHARED / "cbsd68", SHARED / "mcmaster"):
-        if not folder.is_dir():
-            print(f"{folder}: no such folder (the datasets live in ../shared/data)",
+    if args.replot:
+        report = json.loads((HERE / "results" / f"adapters{args.tag}.json").read_text())
+        plot_curves(report["folds"], HERE / "results" / f"adapters{args.tag}.png")
+        return 0
+    for name in DATASETS:
+        if not (SHARED / name).is_dir():
+            print(f"{SHARED / name}: no such folder (the datasets live in ../shared/data)",
                   file=sys.stderr)
             return 2
-    args.runs = args.runs.resolve()  # adapter machines are named by path in the ledger
-    args.runs.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    names = [n.strip() for n in args.adapters.split(",") if n.strip()]
-    if unknown := [n for n in names if n not in ADAPTERS]:
-        print(f"unknown adapter(s) {', '.join(unknown)}; known: {', '.join(ADAPTERS)}",
+    args.candidates = [c for c in args.candidates.split(",") if c]
+    args.diagnose = [c for c in args.diagnose.split(",") if c]
+    args.folds_to_diagnose = {int(v) for v in args.diagnose_folds.split(",") if v}
+    args.photo_curve_folds = {int(v) for v in args.photo_curve.split(",") if v}
+    if unknown := [c for c in args.candidates + args.diagnose if c not in CANDIDATES]:
+        print(f"unknown recipe(s) {', '.join(unknown)}; known: {', '.join(CANDIDATES)}",
               file=sys.stderr)
         return 2
-    defaults = {"steps": args.steps, "kl_weight": args.kl, "views": args.views,
-                "sides": tuple(int(v) for v in args.sides.split(","))}
-    trained = train_all(args.runs, defaults, names)
-    results = evaluate(args.runs, args.kodak, trained, args.workers)
-    print_tables(results)
-    if args.cross_fit:
-        settings = {**defaults, **ADAPTERS["reference"]}
-        results["kodak_cross_fitted_reference"] = crossed = cross_fitted_reference(
-            args.runs, args.kodak, trained, settings, args.workers)
-        print("\nagainst a reference fine-tuned on the other half of Kodak (cross-fitted):")
-        for name, share in crossed.items():
-            print(f"  {name:28} " + with_interval(share and share[0], share and share[1:],
-                                                  "{:.0%}"))
-    report = {"command": "python " + " ".join(sys.argv), "platform": platform.platform(),
-              "device": "cpu", "steps": args.steps, "kl_weight": args.kl,
-              "views": args.views, "sides": defaults["sides"],
-              "wall_s": time.perf_counter() - start,
-              "trained": trained, "results": results}
+    start = time.perf_counter()
+    import torch
+
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    machine, parts = torch_machine(MACHINE)
+    side = input_side(machine)
+    cut = new_adapted(machine, parts, TrainConfig(**COMMON)).cut
+    named = photos(args.limit)
+    all_jobs = jobs({c: LOW[c] + MILD[c] for c in LOW})
+    views = build_views(parts, named, all_jobs, PLAN, side, machine.fingerprint(), cut,
+                        args.cache, _progress("views"))
+    print(file=sys.stderr)
+    whole = build_views(parts, named, jobs(BASELINE_LEVELS), WHOLE, side,
+                        machine.fingerprint(), cut, args.cache, _progress("whole photos"))
+    print(file=sys.stderr)
+    if args.prepare_only:
+        return 0
+    context = {"machine": machine, "parts": parts, "views": views, "whole": whole}
+    names = [n for n, _ in named]
+    folds = folds_of(names, args.folds)
+    wanted = {int(v) for v in args.only_folds.split(",") if v} or set(range(args.folds))
+    results = []
+    for index, test in enumerate(folds):
+        if index in wanted:
+            rest = [n for n in names if n not in set(test)]
+            results.append(run_fold(index, test, rest, context, args))
+    labels = ["adapted", "ungated", "baseline"] + [f"diag-{d}" for d in args.diagnose
+                                                    if all(f"diag-{d}" in f["scores"]
+                                                           for f in results)]
+    rows = table(results, views, labels, side)
+    print_table(rows, labels)
+    gates = gate_summary(results)
+    curves = {f"fold {f['fold']}": curve_summary(f, views, len(f["train"])) for f in results
+              if f["fold"] in args.photo_curve_folds}
+    for name, points in curves.items():
+        print(f"\n{name}: JPEG+HEVC low rates by training photos (gap closed; KL change)")
+        for point in points:
+            print(f"  {point['train_photos']:3} photos: gated "
+                  f"{_fmt(point['gated']['gap_closed'], '{:+.0%}')} "
+                  f"{_fmt(point['gated']['kl_change'], '{:+.3f}')}; ungated "
+                  f"{_fmt(point['ungated']['gap_closed'], '{:+.0%}')} "
+                  f"{_fmt(point['ungated']['kl_change'], '{:+.3f}')}")
+    print("\nchosen per fold:", {f"fold {f['fold']}": f["chosen"] for f in results})
+    print("gate:", json.dumps(gates, indent=1))
+    plot = HERE / "results" / f"adapters{args.tag}.png"
+    plot_curves(results, plot)
+    report = {
+        "command": "python " + " ".join(sys.argv), "platform": platform.platform(),
+        "device": "cpu", "wall_s": time.perf_counter() - start, "machine": MACHINE,
+        "plan": asdict(PLAN), "levels": {"low": LOW, "mild": MILD}, "trained_codecs":
+        TRAINED_CODECS, "candidates": {c: CANDIDATES[c] for c in args.candidates},
+        "common": {k: v for k, v in COMMON.items()}, "baseline": BASELINE,
+        "folds": [{k: f[k] for k in ("fold", "test", "val", "chosen")} | {
+            "trained": {n: {k: v for k, v in t.items() if k != "gate"}
+                        for n, t in f["trained"].items()}} for f in results],
+        "gate": gates, "table": rows, "photo_curve": curves,
+        "plot": str(plot.relative_to(HERE.parent)),
+    }
     out = HERE / "results" / f"adapters{args.tag}.json"
     write_atomic(out, json.dumps(report, indent=1, default=str).encode())
-    print(f"\nwrote {out}")
+    print(f"\nwrote {out} and {plot}")
     return 0
 
 

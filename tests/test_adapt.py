@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 from tests.test_cli import assert_one_line_error, icm  # noqa: E402
 
 from icm.adapt import (  # noqa: E402  (after the torch skip)
+    INPUT_BPP_EDGES,
     AdaptedEncoder,
     AdapterError,
     Condition,
@@ -21,6 +22,8 @@ from icm.adapt import (  # noqa: E402  (after the torch skip)
     train_adapter,
 )
 from icm.adapt import train as train_module  # noqa: E402
+from icm.adapt.views import ViewPlan, build_views  # noqa: E402
+from icm.adapt.views import windows as view_windows  # noqa: E402
 
 lite0 = pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite_pytorch") is None,
                            reason="EfficientNet-Lite0 (icm[bench]) is not installed")
@@ -52,7 +55,21 @@ class TinyCnn(torch.nn.Module):
 def test_conditions_become_ids_with_zero_for_unknown():
     assert CONDITIONING.ids([Condition("hevc", 0.07), Condition("avif", None)]) == ([2, 0],
                                                                                    [2, 0])
-    assert CONDITIONING.bucket_id(5.0) == CONDITIONING.bucket_slots - 1
+    assert CONDITIONING.bucket_id(Condition("jpeg", 5.0)) == CONDITIONING.bucket_slots - 1
+
+
+def test_rate_buckets_mean_the_same_at_every_image_size():
+    """The machine shrinks a 448 px image by two: its 0.1 bpp puts 0.4 bits into each input
+    pixel, as 0.4 bpp does on a 224 px image. File-bpp buckets (old files) tell them apart."""
+    per_input = Conditioning(("jpeg",), INPUT_BPP_EDGES, input_side=224)
+    small, large = Condition("jpeg", 0.4, (224, 224)), Condition("jpeg", 0.1, (448, 672))
+    assert per_input.rate(large) == pytest.approx(0.4)
+    assert per_input.bucket_id(small) == per_input.bucket_id(large)
+    assert CONDITIONING.bucket_id(small) != CONDITIONING.bucket_id(large)
+    assert per_input.bucket_id(Condition("jpeg", 0.1, (224, 224))) < per_input.bucket_id(large)
+    assert per_input.bucket_id(Condition("jpeg", 0.4)) == per_input.bucket_id(small)  # size unknown
+    assert per_input.bucket_range(1) == "<0.15 bpp/input px"
+    assert per_input.bucket_range(3) == "0.3-0.6 bpp/input px"
 
 
 def test_a_fresh_adapter_is_the_identity_on_cnns_and_vits():
@@ -80,6 +97,31 @@ def test_a_fresh_adapter_is_the_identity_on_cnns_and_vits():
         assert not torch.equal(vit(image), reference)
 
 
+def test_reading_from_a_stored_frozen_prefix_equals_the_full_pass():
+    """Training and reading from the stored output of the plain stages (what views keep for a
+    CNN adapter that starts later) must give exactly the full pass's outputs."""
+    from icm.adapt.encoders import from_prefix, frozen_prefix
+
+    torch.manual_seed(0)
+    adapted = AdaptedEncoder(TinyCnn(), CONDITIONING, first_stage=1)
+    assert adapted.layout.stages == (2,) and adapted.cut == 2
+    torch.nn.init.normal_(adapted.adapter.film[-1].weight)
+    torch.nn.init.normal_(adapted.embedding.codec.weight)
+    x = torch.rand(3, 3, 12, 12)
+    run = lambda module, inputs: module(inputs)  # noqa: E731
+    with torch.no_grad():
+        adapted.condition([Condition("jpeg", 0.1)] * 3)
+        full = adapted.encoder(x)
+        prefix = frozen_prefix(adapted.encoder, adapted.cut, run, x)
+        assert torch.equal(from_prefix(adapted.encoder, adapted.cut, run, prefix), full)
+        adapted.gate = frozenset()  # shut: the prefix read on is the plain encoder's output
+        adapted.condition([Condition("jpeg", 0.1)] * 3)
+        assert not torch.equal(adapted.encoder(x), full)
+        assert torch.equal(from_prefix(adapted.encoder, adapted.cut, run, prefix), prefix)
+    with pytest.raises(AdapterError, match="first adapted stage 2"):
+        AdaptedEncoder(TinyCnn(), CONDITIONING, first_stage=2)
+
+
 def test_an_encoder_without_a_known_layout_is_refused():
     with pytest.raises(AdapterError, match="cannot place an adapter"):
         AdaptedEncoder(torch.nn.Linear(3, 3), CONDITIONING)
@@ -88,10 +130,12 @@ def test_an_encoder_without_a_known_layout_is_refused():
 @lite0
 def test_training_lowers_the_loss_and_the_file_reloads_to_identical_outputs(tmp_path):
     out = tmp_path / "lite0.safetensors"
-    config = TrainConfig(codecs=("jpeg",), images="samples", val="samples", out=out,
-                         levels={"jpeg": ("q5",)}, steps=12, batch=2, lr=3e-3, limit=2)
+    config = TrainConfig(codecs=("jpeg",), images="samples", out=out, levels={"jpeg": ("q5",)},
+                         steps=12, batch=4, lr=3e-3, limit=2, views=2, scales=(1.0,),
+                         val_share=0, patience=0, anchor_weight=0)
     result = train_adapter(config)
-    assert result.val_after < 0.9 * result.val_before
+    assert result.steps == 12 and result.gate is None  # no validation photos: ungated
+    assert sum(result.losses[-3:]) < 0.8 * sum(result.losses[:3])
     assert not out.with_suffix(".safetensors.ckpt").exists()
 
     from icm.machines import get_machine
@@ -99,7 +143,8 @@ def test_training_lowers_the_loss_and_the_file_reloads_to_identical_outputs(tmp_
     machine = get_machine(config.machine)
     parts = machine.torch_parts()
     _, info = read_adapter(out)
-    assert info.conditioning.codecs == ("jpeg",) and info.conditioned
+    assert info.conditioning.codecs == ("jpeg",) and info.conditioned and info.gate is None
+    assert info.conditioning.input_side == 224 and info.trained["train_photos"] == 2
     x = torch.rand(1, 3, 224, 224) * 2 - 1
     import copy
 
@@ -121,7 +166,7 @@ def test_training_lowers_the_loss_and_the_file_reloads_to_identical_outputs(tmp_
 def test_a_killed_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "resume.safetensors"
     config = TrainConfig(codecs=("jpeg",), images="samples", out=out, levels={"jpeg": ("q5",)},
-                         steps=4, batch=2, limit=1, checkpoint_every=2)
+                         steps=4, batch=2, limit=1, checkpoint_every=2, views=1, scales=(1.0,))
 
     def killed(*_args, **_kwargs):
         raise KeyboardInterrupt
@@ -187,7 +232,8 @@ def test_bench_reads_through_an_adapter_and_the_report_splits_the_gap(tmp_path):
 
     adapter = tmp_path / "a.safetensors"
     train_adapter(TrainConfig(codecs=("jpeg",), images="samples", out=adapter,
-                              levels={"jpeg": ("q5",)}, steps=2, batch=1, limit=1))
+                              levels={"jpeg": ("q5",)}, steps=2, batch=1, limit=1, views=1,
+                              scales=(1.0,)))
     machines = with_adapters(("classify:efficientnet-lite0",), [adapter])
     assert machines == ("classify:efficientnet-lite0",
                         f"classify:efficientnet-lite0+adapter={adapter}")
@@ -222,80 +268,80 @@ def test_adapt_train_command_writes_an_adapter_and_reports_json(tmp_path, monkey
 
     out = tmp_path / "cli.safetensors"
     code, stdout, _ = icm(monkeypatch, capsys, "adapt", "train", "--out", out, "--codecs",
-                          "jpeg", "--limit", "1", "--steps", "2", "--batch", "1", "--json")
+                          "jpeg", "--limit", "1", "--steps", "2", "--batch", "1", "--views",
+                          "1", "--scales", "1", "--json")
     assert code == 0
     record = json.loads(stdout)
-    assert record["steps"] == 2 and record["pairs"] == 4 and out.exists()
+    assert record["steps"] == 2 and record["pairs"] == 4 and out.exists()  # 4 default levels
+    assert record["gate_open"] is None  # one photo: none to validate on
     code, stdout, _ = icm(monkeypatch, capsys, "adapt", "info", out)
     assert json.loads(stdout)["codecs"] == ["jpeg"]
     assert json.loads(stdout)["tuned_encoder"] is False
+    assert "no gate" in json.loads(stdout)["gate"]["*"]
 
     reference = tmp_path / "reference.safetensors"
     code, stdout, _ = icm(monkeypatch, capsys, "adapt", "train", "--out", reference,
                           "--codecs", "jpeg", "--limit", "1", "--steps", "1", "--batch", "1",
-                          "--tune-encoder", "--encoder-lr-scale", "0.5", "--sides", "0,64",
-                          "--json")
-    assert code == 0 and json.loads(stdout)["pairs"] == 8  # 4 levels x 2 sizes
+                          "--tune-encoder", "--encoder-lr-scale", "0.5", "--views", "2",
+                          "--scales", "0,0.25", "--json")
+    assert code == 0 and json.loads(stdout)["pairs"] == 8  # 4 levels x 2 views
     code, stdout, _ = icm(monkeypatch, capsys, "adapt", "info", reference)
     assert json.loads(stdout)["tuned_encoder"] is True
 
 
-def test_training_views_are_the_whole_image_then_aligned_random_crops():
-    import numpy as np
-
-    height, width = 60, 90
-    ys, xs = np.mgrid[0:height, 0:width]
-    coords = np.stack([ys, xs, np.zeros_like(ys)], axis=-1).astype(np.int32)
-    views = train_module._views((height, width), 6, np.random.default_rng(0))
-    again = train_module._views((height, width), 6, np.random.default_rng(0))
-    assert len(views) == 6 and np.array_equal(views[0](coords), coords)
-    flipped = 0
-    for view, same in zip(views[1:], again[1:], strict=True):
-        crop = view(coords)
-        assert np.array_equal(crop, same(coords))  # deterministic for a seed
-        assert 0.4 * height * width <= crop.shape[0] * crop.shape[1] <= height * width
-        rows, cols = crop[..., 0], crop[..., 1]
-        assert np.all(np.diff(rows, axis=0) == 1)  # a contiguous window of the image
-        flipped += bool(np.all(np.diff(cols, axis=1) == -1))
-        assert np.all(np.abs(np.diff(cols, axis=1)) == 1)
-        shifted = view(coords + 1)  # the same window of another image: pristine vs decoded
-        assert np.array_equal(shifted, crop + 1)
-    assert 0 < flipped < 5
+def test_view_windows_are_squares_at_each_scale_and_the_same_on_every_run():
+    plan = ViewPlan(views=5, scales=(1.0, 2.0, 0.0), seed=3)
+    found = view_windows("set/a.png", 300, 400, 100, plan)
+    assert found == view_windows("set/a.png", 300, 400, 100, plan)
+    assert found != view_windows("set/b.png", 300, 400, 100, plan)  # placed per photo
+    assert [w and w.width for w in found] == [100, 200, None, 100, 200]
+    for window in filter(None, found):
+        assert window.width == window.height
+        assert window.left + window.width <= 400 and window.top + window.height <= 300
+    small = view_windows("set/a.png", 150, 400, 100, ViewPlan(views=2, scales=(1.0, 2.0)))
+    assert [w.width for w in small] == [100, 150]  # a window larger than the photo shrinks
 
 
-def test_resampling_to_a_shorter_side_keeps_the_aspect_and_zero_keeps_the_image():
-    import numpy as np
+class _ResizingParts:
+    """Torch parts whose input is the image shrunk to 16 px and whose logits are a fixed
+    projection of it: enough to make views, fast."""
 
-    rgb = np.full((30, 45, 3), 128, np.uint8)
-    assert train_module.resample_shorter_side(rgb, 0) is rgb
-    assert train_module.resample_shorter_side(rgb, 30) is rgb
-    bigger = train_module.resample_shorter_side(rgb, 48)
-    assert bigger.shape == (48, 72, 3) and np.all(bigger == 128)
-    assert train_module.resample_shorter_side(rgb, 12).shape == (12, 18, 3)
+    logits = staticmethod(lambda module, x: module(x))
+    features = staticmethod(lambda module, x: module(x))
 
-
-class _PixelsAsInput:
-    """Torch parts whose "prepared input" is the image itself: pairs then show what was coded."""
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        self.module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 10))
 
     @staticmethod
     def prepare_image(rgb):
-        return torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float()
+        x = torch.from_numpy(rgb.astype("float32")).permute(2, 0, 1)[None]
+        return torch.nn.functional.interpolate(x, size=(16, 16), mode="area") / 128 - 1
 
 
-def test_training_pairs_are_coded_at_every_requested_size():
-    config = TrainConfig(codecs=("jpeg",), levels={"jpeg": ("q5", "q50")}, limit=1,
-                         sides=(0, 96))
-    pairs = train_module.make_pairs(_PixelsAsInput(), "samples", config, ["photo"])
-    assert len(pairs) == 4
-    native = [p for p in pairs if min(p.pristine.shape[1:]) != 96]
-    resized = [p for p in pairs if min(p.pristine.shape[1:]) == 96]
-    assert len(native) == len(resized) == 2
-    for pair in pairs:
-        assert pair.decoded.shape == pair.pristine.shape
-        assert not torch.equal(pair.decoded, pair.pristine)  # really coded
-    # the rate is the coded image's own: the smaller copy costs fewer bytes, not the same bpp
-    assert {p.condition.codec for p in pairs} == {"jpeg"}
-    assert len({round(p.condition.bpp, 6) for p in pairs}) == 4
+def test_views_are_coded_at_each_scale_and_cached(tmp_path, photo):
+    import numpy as np
+    from PIL import Image
+
+    from icm.image.datasets import open_dataset
+
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    image = open_dataset(tmp_path / "p.png").images[0]
+    plan, jobs = ViewPlan(views=2, scales=(0.5, 1.0)), [("jpeg", "q5"), ("jpeg", "q50")]
+    views = build_views(_ResizingParts(), [("p", image)], jobs, plan, 128, "m",
+                        cache=tmp_path / "c")
+    assert len(views) == 6 and views.rows(decoded=False) == [0, 3]
+    assert [views.size[r] for r in range(6)] == [(64, 64)] * 3 + [(128, 128)] * 3
+    assert views.rows(jobs=[("jpeg", "q5")]) == [1, 4]
+    bpp = {views.level[r]: views.bpp[r] for r in views.rows()}
+    assert bpp["q5"] < bpp["q50"]  # really coded, each at its own rate
+    assert views.pristine == [0, 0, 0, 3, 3, 3]
+    assert not torch.equal(views.inputs([1]), views.inputs([0]))
+    again = build_views(None, [("p", image)], jobs, plan, 128, "m", cache=tmp_path / "c")
+    assert torch.equal(again.inputs(range(6)), views.inputs(range(6)))
+    assert torch.equal(again.outputs(range(6)), views.outputs(range(6)))
+    assert np.allclose(views.outputs([0]).numpy(), _ResizingParts().module(
+        views.inputs([0])).detach().numpy(), atol=1e-5)
 
 
 def test_a_tuned_encoder_trains_and_travels_with_the_file():
@@ -331,13 +377,13 @@ def test_a_fine_tuned_reference_is_marked_in_its_file_and_fingerprint(tmp_path):
 
     out = tmp_path / "reference.safetensors"
     train_adapter(TrainConfig(codecs=("jpeg",), images="samples", out=out, levels={"jpeg": (
-        "q5",)}, steps=2, batch=1, limit=1, tune_encoder=True))
+        "q5",)}, steps=2, batch=1, limit=1, tune_encoder=True, views=1, scales=(1.0,)))
     assert read_adapter(out)[1].tuned_encoder
     machine = get_machine(f"classify:efficientnet-lite0+adapter={out}")
     assert machine.fingerprint().endswith(REFERENCE_MARK)
     adapter = tmp_path / "adapter.safetensors"
     train_adapter(TrainConfig(codecs=("jpeg",), images="samples", out=adapter, levels={
-        "jpeg": ("q5",)}, steps=1, batch=1, limit=1))
+        "jpeg": ("q5",)}, steps=1, batch=1, limit=1, views=1, scales=(1.0,)))
     assert not read_adapter(adapter)[1].tuned_encoder
     assert not get_machine(f"classify:efficientnet-lite0+adapter={adapter}"
                            ).fingerprint().endswith(REFERENCE_MARK)
@@ -395,7 +441,7 @@ def test_adapters_are_judged_against_the_gap_the_fine_tuned_reference_closes():
     assert "weaker fine-tuned reference" in _share_sentence(weaker + rows, weak, plain)
 
 
-def test_bad_training_sides_are_a_one_line_error(tmp_path, monkeypatch, capsys):
+def test_bad_view_scales_are_a_one_line_error(tmp_path, monkeypatch, capsys):
     code, _, err = icm(monkeypatch, capsys, "adapt", "train", "--out", tmp_path / "a.st",
-                       "--sides", "0,big")
-    assert_one_line_error(code, err, "--sides", "shorter sides")
+                       "--scales", "1,big")
+    assert_one_line_error(code, err, "--scales", "multiples of the input side")

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from icm.adapt.conditioning import Condition, Conditioning
+from icm.adapt.gate import gate_key
 from icm.adapt.modules import ConditionEmbedding, StageAdapters, TokenAdapter
 from icm.errors import IcmError
 
@@ -52,6 +53,62 @@ def layout_of(encoder: nn.Module) -> Layout:
     )
 
 
+def trimmed(layout: Layout, first_stage: int) -> Layout:
+    """``layout`` with adapters from stage ``first_stage`` on (CNNs; a ViT has one place)."""
+    if layout.kind != CNN:
+        if first_stage:
+            raise AdapterError("a ViT adapter has one place (before ln_pre): first stage 0")
+        return layout
+    if not 0 <= first_stage < len(layout.stages):
+        raise AdapterError(f"first adapted stage {first_stage} is not one of the encoder's "
+                           f"{len(layout.stages)} stages")
+    return Layout(CNN, layout.stages[first_stage:], layout.channels[first_stage:])
+
+
+class _Cut(Exception):
+    """Raised by a hook to stop a forward pass once the frozen prefix is computed."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        super().__init__()
+        self.tensor = tensor
+
+
+def frozen_prefix(encoder: nn.Module, block: int, run: Any, x: torch.Tensor) -> torch.Tensor:
+    """The output of ``encoder._blocks[block]`` on ``x`` (before any adapter there), computing
+    nothing after it. ``run(encoder, x)`` is the machine's own forward (features or logits).
+
+    Why: the stages before a CNN adapter's first stage are frozen and see the same pixels on
+    every step, and at full resolution they are most of a CPU forward pass (about four
+    fifths of EfficientNet-Lite0's). Computed once per view, training and reading cost a
+    fraction.
+    """
+    def stop(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        raise _Cut(output)
+
+    handle = encoder._blocks[block].register_forward_hook(stop, prepend=True)
+    try:
+        run(encoder, x)
+    except _Cut as cut:
+        return cut.tensor
+    finally:
+        handle.remove()
+    raise AdapterError(f"block {block} never ran: not a prefix of this encoder")
+
+
+def from_prefix(encoder: nn.Module, block: int, run: Any, prefix: torch.Tensor,
+                side: int = 32) -> torch.Tensor:
+    """``run(encoder, .)`` continued from a stored :func:`frozen_prefix`: the blocks before
+    run on a dummy ``side`` px input (next to nothing), and block ``block``'s output is
+    replaced by ``prefix`` before its adapter sees it, so the result equals the full pass."""
+    handle = encoder._blocks[block].register_forward_hook(
+        lambda _module, _inputs, _output: prefix, prepend=True)
+    try:
+        dummy = torch.zeros(len(prefix), 3, side, side, dtype=prefix.dtype)
+        return run(encoder, dummy)
+    finally:
+        handle.remove()
+
+
 def _out_channels(block: nn.Module) -> int:
     project = getattr(block, "_project_conv", None)
     if project is None:
@@ -64,20 +121,28 @@ class AdaptedEncoder(nn.Module):
     :meth:`condition`. With ``conditioned=False`` every image gets the "unknown" condition: one
     learned adaptation for all codecs.
 
+    ``gate`` is the set of condition keys (:func:`icm.adapt.gate.gate_key`) the adapter acts
+    on; an image of any other condition reads through the frozen encoder unchanged. None (while
+    training, and in files made before gates) acts on every condition.
+
+    ``first_stage`` > 0 leaves a CNN's first stages without adapters (see :func:`frozen_prefix`).
+
     With ``tune_encoder=True`` the encoder's own weights train too (batch-norm statistics stay
     frozen) and belong to the file: not an adapter to ship but the fine-tuned reference that
     estimates the best any adaptation could do (the theta* of CompressVLMBench's gap split).
     """
 
     def __init__(self, encoder: nn.Module, conditioning: Conditioning, *,
-                 conditioned: bool = True, tune_encoder: bool = False) -> None:
+                 conditioned: bool = True, tune_encoder: bool = False,
+                 gate: frozenset[str] | None = None, first_stage: int = 0) -> None:
         super().__init__()
+        self.gate, self.first_stage = gate, first_stage
         self.encoder = encoder.eval()
         for parameter in self.encoder.parameters():
             parameter.requires_grad_(tune_encoder)
         self.tune_encoder = tune_encoder
         self.conditioning, self.conditioned = conditioning, conditioned
-        self.layout = layout_of(encoder)
+        self.layout = trimmed(layout_of(encoder), first_stage)
         self.embedding = ConditionEmbedding(conditioning.codec_slots, conditioning.bucket_slots)
         if self.layout.kind == CNN:
             self.adapter: nn.Module = StageAdapters(self.layout.channels, self.embedding.size)
@@ -99,6 +164,12 @@ class AdaptedEncoder(nn.Module):
             return self.adapter.apply(stage, output)
         return hook
 
+    @property
+    def cut(self) -> int | None:
+        """The block whose output the first adapter changes (CNNs): everything up to it is
+        the frozen prefix (:func:`frozen_prefix`). None for ViTs."""
+        return self.layout.stages[0] if self.layout.kind == CNN else None
+
     def train(self, mode: bool = True) -> AdaptedEncoder:
         """The encoder stays in eval mode (frozen batch norm) even when its weights train."""
         super().train(mode)
@@ -113,7 +184,15 @@ class AdaptedEncoder(nn.Module):
         device = next(self.embedding.parameters()).device
         vector = self.embedding(torch.tensor(codec_ids, device=device),
                                 torch.tensor(bucket_ids, device=device))
-        self.adapter.set_condition(vector)
+        opened = [self.acts_on(c, b) for c, b in zip(codec_ids, bucket_ids, strict=True)]
+        self.adapter.set_condition(vector, torch.tensor(opened, dtype=vector.dtype,
+                                                        device=device))
+
+    def acts_on(self, codec_id: int, bucket_id: int) -> bool:
+        """Whether the gate lets the adapter act on this condition."""
+        if self.gate is None:
+            return True
+        return gate_key(self.conditioning, codec_id, bucket_id, self.conditioned) in self.gate
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The adapter's own tensors (what an adapter file holds), by name."""

@@ -3,7 +3,8 @@
 On a decoded image whose codec and bpp are known (``predict_coded``, which ``icm bench`` calls)
 the adapter is told them; its pristine outputs are the frozen machine's, so its fidelity is
 "adapted model on the decoded image vs the plain model on the pristine one": one minus it is
-the information gap of CompressVLMBench's decomposition.
+the information gap of CompressVLMBench's decomposition. Conditions the adapter's gate keeps
+shut (no gain shown on validation) read exactly as the frozen machine does.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class AdaptedMachine(Machine):
         adapted, parts = self._model()
         outputs = []
         for image, (codec, bpp) in zip(images, coded, strict=True):
-            adapted.condition([Condition(codec, bpp)])
+            adapted.condition([Condition(codec, bpp, image.shape[:2])])
             outputs.append(parts.predict(adapted.encoder, image))
         return outputs
 

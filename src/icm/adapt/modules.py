@@ -9,7 +9,9 @@
   CompressVLMBench takes through the rotary embedding).
 
 Both end in zero-initialised layers, so a fresh adapter changes nothing: the adapted encoder
-is exactly the frozen one until training moves it.
+is exactly the frozen one until training moves it. Both take a per-image ``gate`` (1 acts, 0
+is the identity) with the condition: a shut gate zeroes the condition's whole effect, so the
+image reads exactly as through the frozen encoder (see :mod:`icm.adapt.gate`).
 """
 
 from __future__ import annotations
@@ -52,9 +54,10 @@ class StageAdapters(nn.Module):
         nn.init.zeros_(self.film[-1].bias)
         self._scales: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def set_condition(self, condition: torch.Tensor) -> None:
-        """Compute every stage's (gamma, beta) for this batch's condition vectors."""
-        params = self.film(condition)
+    def set_condition(self, condition: torch.Tensor, gate: torch.Tensor) -> None:
+        """Compute every stage's (gamma, beta) for this batch's condition vectors, zero where
+        the image's ``gate`` is 0."""
+        params = self.film(condition) * gate[:, None]
         self._scales = []
         start = 0
         for c in self.channels:
@@ -78,8 +81,8 @@ class TokenAdapter(nn.Module):
         nn.init.zeros_(self.project.bias)
         self._offset: torch.Tensor | None = None
 
-    def set_condition(self, condition: torch.Tensor) -> None:
-        self._offset = self.project(condition)[:, None, :]
+    def set_condition(self, condition: torch.Tensor, gate: torch.Tensor) -> None:
+        self._offset = (self.project(condition) * gate[:, None])[:, None, :]
 
     def apply(self, tokens: torch.Tensor) -> torch.Tensor:
         assert self._offset is not None, "set_condition first"

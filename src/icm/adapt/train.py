@@ -1,31 +1,42 @@
-"""Training an adapter by feature distillation, resumable, at CPU scale or on a GPU.
+"""Training an adapter: distil on coded views, stop on validation, gate what did not help.
 
-Pairs are made once: every training image is coded by every chosen codec at every chosen
-level (real encoders, real decoders) and both versions are prepared for the model. With
-``views`` > 1, each coded image also gives random crops (half to all of its area, flipped at
-random), cut identically from both versions before preparing: a few dozen training photos then
-show the adapter many more contents and artefact positions than they have images. The frozen
-teacher is the machine on the pristine image; the student is the same machine plus the adapter
-on the decoded image, told (when conditioned) which codec and bpp made it. The loss is the
-MSE between their feature maps over the teacher's feature variance, plus ``kl_weight`` times
-KL(teacher logits || student logits) when the machine has logits.
+Data (:mod:`icm.adapt.views`): every photo gives square views at several scales of the
+machine's input side, each coded by every chosen codec and level. A share of the photos
+(``val_share``, or the ``val`` images) is held out: training never sees them, and they alone
+decide when to stop and where the adapter may act.
 
-With ``sides``, each photo is coded at each of those shorter sides (0 = its own size), so the
-machine meets artefacts at the scale test images will show them (it resizes every input).
+Objective: the benchmark reads the machine's output, so the main term is the KL from the
+frozen machine's output on the pristine view to the adapted machine's on the decoded one
+(``kl_weight``; the cosine distance of embeddings for a machine without classes). Optional
+terms: ``feature_weight`` times the MSE between their final feature maps (over the teacher's
+variance: the old objective, which matches features the head may not need), and
+``anchor_weight`` times the KL from the plain machine to the adapted one on pristine views
+shown coded conditions: an adapter should undo artefacts, not shift what the machine thinks
+of any photo, and this term forbids the cheap way to lower the training loss on a few dozen
+photos (bending the outputs towards their content).
+
+A share of samples (``unknown_rate``) is shown with the codec hidden and the rate kept (half of
+those with both hidden), as classifier-free guidance drops its condition: the unknown slot
+then learns one adaptation for every codec at each rate, which is what a codec held out of
+training gets.
+
+Early stopping: every ``eval_every`` steps the adapter reads a fixed subset of the validation
+views; the state with the lowest mean divergence is kept, and training stops after
+``patience`` evaluations without a new best. The curve is recorded. Then the gate
+(:mod:`icm.adapt.gate`) reads every validation view, and the file records per condition
+whether the adapter acts there.
+
 With ``tune_encoder`` the encoder's weights train too: not an adapter but the fine-tuned
 reference that estimates how much of the loss any adaptation could recover.
 
-A share of samples (``unknown_rate``) is shown as "codec unknown", as classifier-free guidance
-drops its condition: the unknown slot then learns one adaptation for every codec, which is what
-a codec held out of training, or a file with no ``.icm`` header, gets.
-
-A checkpoint (adapter, optimiser, step, random state) is written atomically every
+A checkpoint (adapter, optimiser, step, best state, curve) is written atomically every
 ``checkpoint_every`` steps beside the output; re-running the same command resumes from it.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,13 +46,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from icm.adapt.conditioning import Condition, Conditioning
-from icm.adapt.encoders import AdaptedEncoder, AdapterError
+from icm.adapt.conditioning import BPP_EDGES, INPUT_BPP_EDGES, Condition, Conditioning
+from icm.adapt.encoders import CNN, AdaptedEncoder, AdapterError, layout_of
+from icm.adapt.evaluate import compare
 from icm.adapt.files import AdapterInfo, save_adapter
+from icm.adapt.gate import GateEntry, decide, gate_key
+from icm.adapt.views import ViewPlan, Views, build_views, head
 from icm.checkpoints import load_checkpoint, save_checkpoint
 from icm.codecs import get_codec
-from icm.image import resize
-from icm.image.datasets import open_dataset
+from icm.image.datasets import DatasetImage, open_dataset
 
 #: low-rate levels by default: where the generalization gap is
 DEFAULT_LEVELS = {
@@ -60,28 +73,43 @@ class TrainConfig:
     machine: str = "classify:efficientnet-lite0"
     codecs: tuple[str, ...] = ("jpeg", "hevc", "avif")
     images: str = "samples"
+    #: validation images; None: ``val_share`` of the training photos are held out instead
     val: str | None = None
     out: Path = Path("adapter.safetensors")
     levels: dict[str, tuple[str, ...]] = field(default_factory=dict)
     conditioned: bool = True
-    steps: int = 300
-    batch: int = 8
+    #: at most this many steps; early stopping on validation picks the state kept
+    steps: int = 400
+    batch: int = 16
     lr: float = 1e-3
-    kl_weight: float = 0.0
-    #: share of training samples shown as "codec unknown", so the unknown condition (a codec
-    #: not trained on, a file without an .icm header) learns a generic adaptation
+    kl_weight: float = 1.0
+    feature_weight: float = 0.0
+    anchor_weight: float = 0.5
     unknown_rate: float = 0.2
     seed: int = 0
     checkpoint_every: int = 50
     limit: int = 0
-    #: prepared views per coded image: the whole image, then random crops and flips
-    views: int = 1
-    #: shorter sides (px) each training image is resampled to before coding; 0 = as it is
-    sides: tuple[int, ...] = (0,)
+    #: views per photo, and their window sides as multiples of the input side (0: whole photo)
+    views: int = 6
+    scales: tuple[float, ...] = (1.0, 1.5, 2.0)
+    val_share: float = 0.2
+    eval_every: int = 25
+    #: evaluations without a new best before stopping; 0: run every step, keep the last state
+    patience: int = 4
+    #: validation samples read at each evaluation (a fixed subset; the gate reads them all)
+    val_rows: int = 480
+    gate: bool = True
+    #: bucket rates per pixel of the machine's input (False: per file pixel, the old way)
+    input_buckets: bool = True
     #: also fine-tune every encoder weight (at ``lr * encoder_lr_scale``): the reference that
     #: estimates the whole generalization gap, against which adapters are judged
     tune_encoder: bool = False
     encoder_lr_scale: float = 0.1
+    #: where coded views are kept between runs (None: computed afresh)
+    cache: Path | None = None
+    #: the first CNN stage with an adapter: the stages before stay plain, and their output is
+    #: computed once per view (CPU training costs about a fifth). ViTs ignore it.
+    first_stage: int = 2
 
     def levels_of(self, codec: str) -> tuple[str, ...]:
         if codec in self.levels:
@@ -90,21 +118,21 @@ class TrainConfig:
             return DEFAULT_LEVELS[codec]
         return tuple(get_codec(codec).ladder[:4])
 
+    def jobs(self) -> list[tuple[str, str]]:
+        return [(codec, level) for codec in self.codecs for level in self.levels_of(codec)]
+
+    def plan(self) -> ViewPlan:
+        return ViewPlan(self.views, tuple(self.scales), self.seed)
+
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed."""
         record = asdict(self)
         record["out"] = str(self.out)
+        record["cache"] = None
         record["levels"] = {c: list(self.levels_of(c)) for c in self.codecs}
         for volatile in ("steps", "checkpoint_every"):
             record.pop(volatile)
         return record
-
-
-@dataclass
-class Pair:
-    pristine: torch.Tensor  # prepared input, (3, H, W)
-    decoded: torch.Tensor
-    condition: Condition
 
 
 @dataclass
@@ -116,157 +144,310 @@ class TrainResult:
     val_before: float | None
     val_after: float | None
     pairs: int
-
-
-def make_pairs(parts: Any, images: str, config: TrainConfig, kinds: Sequence[str],
-               progress: Progress | None = None, views: int = 1) -> list[Pair]:
-    """Code every image (of the machine's kinds) with every (codec, level); prepare ``views``
-    views of both versions for the model."""
-    dataset = open_dataset(images).of_kind(*kinds)
-    if config.limit:
-        dataset = dataset.limit(config.limit)
-    jobs = [(codec, level) for codec in config.codecs for level in config.levels_of(codec)]
-    pairs: list[Pair] = []
-    sides = config.sides or (0,)
-    total, done = len(dataset) * len(jobs) * len(sides), 0
-    rng = np.random.default_rng(config.seed)
-    for image in dataset:
-        original = image.load()
-        for side in sides:
-            pixels = resample_shorter_side(original, side)
-            for codec_name, level in jobs:
-                codec = get_codec(codec_name)
-                bitstream = codec.encode(pixels, level)
-                decoded = codec.decode(bitstream)
-                condition = Condition(codec_name, bitstream.bpp)
-                for view in _views(pixels.shape[:2], views, rng):
-                    pairs.append(Pair(parts.prepare_image(view(pixels))[0],
-                                      parts.prepare_image(view(decoded))[0], condition))
-                done += 1
-                if progress:
-                    progress("coding", done, total)
-    if not pairs:
-        raise AdapterError(f"no training images in {images!r}")
-    return pairs
-
-
-def resample_shorter_side(rgb: np.ndarray, side: int) -> np.ndarray:
-    """``rgb`` resampled (Lanczos) so its shorter side is ``side`` px; as it is for 0.
-
-    Why: a machine resizes its input to a fixed size, so the scale at which it sees coding
-    artefacts depends on the size the image was coded at. Training photos of 321 px magnify
-    8 px JPEG blocks 1.6 times more than 512 px test photos; coding them at the test size
-    shows the adapter the artefacts it will meet.
-    """
-    height, width = rgb.shape[:2]
-    if not side or side == min(height, width):
-        return rgb
-    scale = side / min(height, width)
-    return resize(rgb, max(1, round(width * scale)), max(1, round(height * scale)))
-
-
-View = Callable[[np.ndarray], np.ndarray]
-
-
-def _views(shape: tuple[int, int], count: int, rng: np.random.Generator) -> list[View]:
-    """The whole image, then ``count - 1`` random crops of half to all of its area (aspect
-    kept within 3:4..4:3 of the image's), each flipped left-right with probability 1/2."""
-    height, width = shape
-    views: list[View] = [lambda rgb: rgb]
-    for _ in range(count - 1):
-        area = rng.uniform(0.5, 1.0)
-        aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-        h = int(min(height, round(height * np.sqrt(area / aspect))))
-        w = int(min(width, round(width * np.sqrt(area * aspect))))
-        top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
-        step = -1 if rng.random() < 0.5 else 1
-        box = (slice(top, top + h), slice(left, left + w))
-        views.append(lambda rgb, box=box, step=step: rgb[box][:, ::step])
-    return views
-
-
-class Distiller:
-    """Teacher (frozen machine) vs student (machine + adapter) on batches of pairs."""
-
-    def __init__(self, parts: Any, adapted: AdaptedEncoder, teacher: Any,
-                 kl_weight: float) -> None:
-        self.parts, self.adapted, self.teacher = parts, adapted, teacher
-        self.kl_weight = kl_weight and (parts.logits is not None)
-
-    def loss(self, batch: Sequence[Pair], conditions: Sequence[Condition] | None = None
-             ) -> torch.Tensor:
-        pristine = torch.stack([p.pristine for p in batch])
-        decoded = torch.stack([p.decoded for p in batch])
-        with torch.no_grad():
-            target = self.parts.features(self.teacher, pristine)
-            target_logits = self.parts.logits(self.teacher, pristine) if self.kl_weight else None
-        self.adapted.condition(conditions or [p.condition for p in batch])
-        student = self.parts.features(self.adapted.encoder, decoded)
-        loss = (student - target).pow(2).mean() / target.var().clamp_min(1e-8)
-        if self.kl_weight:
-            logits = self.parts.logits(self.adapted.encoder, decoded)
-            loss = loss + self.kl_weight * torch.nn.functional.kl_div(
-                logits.log_softmax(-1), target_logits.log_softmax(-1), log_target=True,
-                reduction="batchmean")
-        return loss
-
-    def evaluate(self, pairs: Sequence[Pair], batch: int) -> float:
-        self.adapted.eval()
-        with torch.no_grad():
-            losses = [float(self.loss(pairs[i : i + batch])) * len(pairs[i : i + batch])
-                      for i in range(0, len(pairs), batch)]
-        self.adapted.train()
-        return sum(losses) / len(pairs)
+    best_step: int = 0
+    curve: list[dict] = field(default_factory=list)
+    gate: dict[str, GateEntry] | None = None
 
 
 def train_adapter(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
-    """Train (or resume training) an adapter; write it to ``config.out``."""
+    """Train (or resume training) an adapter on ``config.images``; write it to ``config.out``."""
+    machine, parts = torch_machine(config.machine)
+    train, val = split_photos(config, sorted(machine.kinds))
+    views = build_views(parts, train + val, config.jobs(), config.plan(), input_side(machine),
+                        machine.fingerprint(), new_adapted(machine, parts, config).cut,
+                        config.cache, progress)
+    return fit(machine, parts, views, [n for n, _ in train], [n for n, _ in val], config,
+               progress)
+
+
+def new_adapted(machine: Any, parts: Any, config: TrainConfig) -> AdaptedEncoder:
+    """A fresh (identity) adapter on a copy of the machine's encoder, as ``config`` asks."""
+    conditioning = Conditioning(tuple(config.codecs), INPUT_BPP_EDGES if config.input_buckets
+                                else BPP_EDGES, input_side(machine) if config.input_buckets
+                                else 0)
+    first_stage = config.first_stage if layout_of(parts.module).kind == CNN else 0
+    return AdaptedEncoder(copy.deepcopy(parts.module), conditioning,
+                          conditioned=config.conditioned, tune_encoder=config.tune_encoder,
+                          first_stage=first_stage)
+
+
+def torch_machine(name: str) -> tuple[Any, Any]:
     from icm.machines import get_machine
 
-    machine = get_machine(config.machine)
+    machine = get_machine(name)
     parts = machine.torch_parts()
     if parts is None:
         raise AdapterError(f"machine {machine.name} has no torch model to adapt "
                            "(ncnn and ONNX machines have none)")
+    return machine, parts
+
+
+def input_side(machine: Any) -> int:
+    """The side the machine resizes images to (the shorter one of a rectangle)."""
+    size = machine.profile.size
+    if size is None:
+        raise AdapterError(f"machine {machine.name} reads images at their own size; adapters "
+                           "need a machine with a fixed input size")
+    return int(size) if isinstance(size, int) else int(min(size))
+
+
+def split_photos(config: TrainConfig, kinds: Sequence[str]
+                 ) -> tuple[list[tuple[str, DatasetImage]], list[tuple[str, DatasetImage]]]:
+    """(training, validation) photos, each named uniquely; without ``config.val``, a seeded
+    ``val_share`` of the photos (at least one, when there are two or more) is held out."""
+    photos = _photos(config.images, config.limit, kinds, "train")
+    if config.val:
+        return photos, _photos(config.val, config.limit, kinds, "val")
+    count = min(len(photos) - 1, max(1, round(config.val_share * len(photos))))
+    if count < 1 or config.val_share <= 0:
+        return photos, []
+    order = random.Random(config.seed).sample(range(len(photos)), len(photos))
+    held = set(order[:count])
+    return ([p for i, p in enumerate(photos) if i not in held],
+            [p for i, p in enumerate(photos) if i in held])
+
+
+def _photos(spec: str, limit: int, kinds: Sequence[str], role: str
+            ) -> list[tuple[str, DatasetImage]]:
+    dataset = open_dataset(spec).of_kind(*kinds)
+    if limit:
+        dataset = dataset.limit(limit)
+    if not len(dataset):
+        raise AdapterError(f"no {role}ing images in {spec!r}")
+    return [(f"{role}:{image.id}", image) for image in dataset]
+
+
+def fit(machine: Any, parts: Any, views: Views, train_photos: Sequence[str],
+        val_photos: Sequence[str], config: TrainConfig, progress: Progress | None = None,
+        watch: dict[str, list[int]] | None = None) -> TrainResult:
+    """Train on the views of ``train_photos``, stop and gate on ``val_photos``; write the
+    adapter. ``watch`` names further rows (never used to choose anything) whose divergence the
+    recorded curve also follows, to show how validation tracks photos never seen."""
     torch.manual_seed(config.seed)
-    random.seed(config.seed)
-    teacher = parts.module.eval()
-    adapted = AdaptedEncoder(copy.deepcopy(teacher), Conditioning(tuple(config.codecs)),
-                             conditioned=config.conditioned, tune_encoder=config.tune_encoder)
-    kinds = sorted(machine.kinds)
-    train_pairs = make_pairs(parts, config.images, config, kinds, progress, config.views)
-    val_pairs = make_pairs(parts, config.val, config, kinds, progress) if config.val else []
-    distiller = Distiller(parts, adapted, teacher, config.kl_weight)
-    optimiser = _optimiser(adapted, config)
-    checkpoint = config.out.with_suffix(config.out.suffix + ".ckpt")
-    start = _resume(checkpoint, config, adapted, optimiser)
-    val_before = distiller.evaluate(val_pairs, config.batch) if val_pairs and not start else None
-    losses: list[float] = []
-    adapted.train()
-    rng = random.Random(config.seed * 7919 + start)
-    for step in range(start, config.steps):
-        batch = rng.sample(train_pairs, min(config.batch, len(train_pairs)))
-        shown = [Condition() if rng.random() < config.unknown_rate else p.condition
-                 for p in batch]
-        loss = distiller.loss(batch, shown)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(float(loss.detach()))
-        if progress:
-            progress("training", step + 1, config.steps)
-        if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-            _checkpoint(checkpoint, config, adapted, optimiser, step + 1)
-    val_after = distiller.evaluate(val_pairs, config.batch) if val_pairs else None
-    trained = {"steps": config.steps, "images": config.images, "pairs": len(train_pairs),
-               "val_before": val_before, "val_after": val_after,
-               "levels": {c: list(config.levels_of(c)) for c in config.codecs}}
+    adapted = new_adapted(machine, parts, config)
+    if views.cut != adapted.cut:
+        raise AdapterError(f"views store block {views.cut}'s output; this adapter starts at "
+                           f"block {adapted.cut}")
+    jobs = config.jobs()
+    train_rows = views.rows(train_photos, jobs=jobs)
+    if not train_rows:
+        raise AdapterError(f"no training views in {config.images!r}")
+    val_rows = views.rows(val_photos, jobs=jobs) if val_photos else []
+    run = _Run(parts, adapted, views, config, train_rows, val_rows, watch or {})
+    run.train(progress)
+    gate = measure_gate(parts, adapted, views, val_rows, config) if (
+        config.gate and val_rows) else None
     info = AdapterInfo(machine.name, machine.fingerprint(), adapted.conditioning,
-                       config.conditioned, adapted.layout.kind, trained, config.tune_encoder)
+                       config.conditioned, adapted.layout.kind,
+                       run.record(train_photos, val_photos, gate), config.tune_encoder, gate,
+                       adapted.first_stage)
     save_adapter(config.out, adapted, info)
-    checkpoint.unlink(missing_ok=True)
-    return TrainResult(config.out, config.steps, start, losses, val_before, val_after,
-                       len(train_pairs))
+    run.checkpoint_path.unlink(missing_ok=True)
+    return TrainResult(config.out, run.step, run.start, run.losses, run.first_val,
+                       run.best_val, len(train_rows), run.best_step, run.curve, gate)
+
+
+def measure_gate(parts: Any, adapted: AdaptedEncoder, views: Views, rows: Sequence[int],
+                 config: TrainConfig) -> dict[str, GateEntry]:
+    """Read every validation view with and without the adapter; one decision per condition:
+    as trained (codec known), and with the codec hidden (what an unseen codec is shown)."""
+    showings = [lambda c: c]
+    if config.conditioned:
+        showings.append(Condition.without_codec)
+    keys, photos, gains, top1 = [], [], [], []
+    for showing in showings:
+        result = compare(parts, adapted, views, rows, showing)
+        codec_ids, bucket_ids = adapted.conditioning.ids([showing(views.condition(r))
+                                                          for r in rows])
+        keys += [gate_key(adapted.conditioning, c, b, config.conditioned)
+                 for c, b in zip(codec_ids, bucket_ids, strict=True)]
+        photos += [views.photos[views.photo[r]] for r in rows]
+        gains.append(result["plain"]["divergence"] - result["adapted"]["divergence"])
+        if "top1" in result["plain"]:
+            top1.append(result["adapted"]["top1"] - result["plain"]["top1"])
+    gate = decide(keys, photos, np.concatenate(gains),
+                  np.concatenate(top1) if top1 else None, config.seed)
+    adapted.gate = frozenset(k for k, e in gate.items() if e.open)
+    return gate
+
+
+class _Run:
+    """One training run's state: the loop, its evaluations and its checkpoints."""
+
+    def __init__(self, parts: Any, adapted: AdaptedEncoder, views: Views, config: TrainConfig,
+                 train_rows: list[int], val_rows: list[int], watch: dict[str, list[int]]
+                 ) -> None:
+        self.parts, self.adapted, self.views, self.config = parts, adapted, views, config
+        self.train_rows = train_rows
+        self.anchor_rows = sorted({views.pristine[r] for r in train_rows})
+        self.curve_rows = _spread(val_rows, config.val_rows)
+        self.watch = {name: _spread(rows, config.val_rows) for name, rows in watch.items()}
+        self.classes = parts.logits is not None
+        self.optimiser = _optimiser(adapted, config)
+        self.checkpoint_path = config.out.with_suffix(config.out.suffix + ".ckpt")
+        self.losses: list[float] = []
+        self.curve: list[dict] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_step, self.best_val, self.first_val = 0, None, None
+        self.start = self.step = self._resume()
+
+    # -- the loop ---------------------------------------------------------------------------
+    def train(self, progress: Progress | None) -> None:
+        config = self.config
+        if self.step == 0 and self._evaluate():
+            return
+        self.adapted.train()
+        while self.step < config.steps:
+            loss = self._loss(random.Random(config.seed * 7919 + self.step))
+            self.optimiser.zero_grad()
+            loss.backward()
+            self.optimiser.step()
+            self.losses.append(float(loss.detach()))
+            self.step += 1
+            if progress:
+                progress("training", self.step, config.steps)
+            if self.step % config.eval_every == 0 and self._evaluate():
+                break
+            if self.step % config.checkpoint_every == 0 and self.step < config.steps:
+                self._checkpoint()
+        if not config.patience and self.step % config.eval_every:
+            self._evaluate()  # the last state is the one kept: record where it stands
+        if self.best_state is not None:
+            self.adapted.load_trainable(self.best_state)
+
+    def _loss(self, rng: random.Random) -> torch.Tensor:
+        config, views = self.config, self.views
+        rows = rng.sample(self.train_rows, min(config.batch, len(self.train_rows)))
+        shown = [_shown(views.condition(r), rng, config.unknown_rate) for r in rows]
+        teacher = views.outputs([views.pristine[r] for r in rows])
+        loss = torch.zeros(())
+        if config.kl_weight:
+            self.adapted.condition(shown)
+            student = views.forward(self.adapted.encoder, rows, head(self.parts))
+            loss = loss + config.kl_weight * divergence(teacher, student, self.classes)
+        if config.feature_weight:
+            loss = loss + config.feature_weight * self._feature_loss(rows, shown)
+        if config.anchor_weight:
+            loss = loss + config.anchor_weight * self._anchor_loss(rng, shown)
+        return loss
+
+    def _feature_loss(self, rows: list[int], shown: list[Condition]) -> torch.Tensor:
+        views, features = self.views, self.parts.features
+        with torch.no_grad():
+            target = views.forward(self.parts.module, [views.pristine[r] for r in rows],
+                                   features)
+        self.adapted.condition(shown)
+        student = views.forward(self.adapted.encoder, rows, features)
+        return (student - target).pow(2).mean() / target.var().clamp_min(1e-8)
+
+    def _anchor_loss(self, rng: random.Random, shown: list[Condition]) -> torch.Tensor:
+        """Pristine views told coded conditions must read as the plain machine reads them."""
+        count = max(1, self.config.batch // 4)
+        rows = rng.sample(self.anchor_rows, min(count, len(self.anchor_rows)))
+        self.adapted.condition([rng.choice(shown) for _ in rows])
+        student = self.views.forward(self.adapted.encoder, rows, head(self.parts))
+        return divergence(self.views.outputs(rows), student, self.classes)
+
+    # -- validation -------------------------------------------------------------------------
+    def _evaluate(self) -> bool:
+        """Record the curve point; keep the best state. True when it is time to stop."""
+        if not self.curve_rows:
+            return False
+        point = {"step": self.step, "train_loss": _recent(self.losses)}
+        for name, rows in (("val", self.curve_rows), *self.watch.items()):
+            result = compare(self.parts, self.adapted, self.views, rows)
+            point[name] = float(result["adapted"]["divergence"].mean())
+            point[f"{name}_plain"] = float(result["plain"]["divergence"].mean())
+            if "top1" in result["adapted"]:
+                point[f"{name}_top1"] = float(result["adapted"]["top1"].mean())
+        self.adapted.train()
+        self.curve.append(point)
+        if self.first_val is None:
+            self.first_val = point["val"]
+        if self.best_val is None or point["val"] < self.best_val or not self.config.patience:
+            self.best_val, self.best_step = point["val"], self.step
+            self.best_state = {k: v.detach().clone()
+                               for k, v in self.adapted.trainable_state().items()}
+        since = (self.step - self.best_step) // self.config.eval_every
+        return bool(self.config.patience) and since >= self.config.patience
+
+    # -- files ------------------------------------------------------------------------------
+    def record(self, train_photos: Sequence[str], val_photos: Sequence[str],
+               gate: dict[str, GateEntry] | None) -> dict[str, Any]:
+        """What the file says about how it was made and chosen."""
+        config = self.config
+        return {
+            "images": config.images, "val": config.val, "pairs": len(self.train_rows),
+            "train_photos": len(train_photos), "val_photos": len(val_photos),
+            "photos_digest": _digest(train_photos, val_photos),
+            "steps": self.step, "best_step": self.best_step,
+            "val_before": self.first_val, "val_after": self.best_val,
+            "curve": [{k: v for k, v in p.items() if k not in self._watched()}
+                      for p in self.curve],
+            "objective": {"kl": config.kl_weight, "features": config.feature_weight,
+                          "anchor": config.anchor_weight},
+            "views": config.views, "scales": list(config.scales),
+            "levels": {c: list(config.levels_of(c)) for c in config.codecs},
+            "gate": "measured on the validation photos" if gate is not None else
+                    "none: no validation photos, so the adapter acts everywhere",
+        }
+
+    def _watched(self) -> set[str]:
+        return {f"{name}{suffix}" for name in self.watch for suffix in ("", "_plain", "_top1")}
+
+    def _checkpoint(self) -> None:
+        save_checkpoint(self.checkpoint_path, self.config.identity(), self.step, {
+            "adapter": self.adapted.trainable_state(),
+            "optimiser": self.optimiser.state_dict(),
+            "best": self.best_state or {}, "best_step": self.best_step,
+            "best_val": self.best_val, "first_val": self.first_val, "curve": self.curve})
+
+    def _resume(self) -> int:
+        """The step to start from: a matching checkpoint's, else 0."""
+        state = load_checkpoint(self.checkpoint_path, self.config.identity(), AdapterError)
+        if state is None:
+            return 0
+        self.adapted.load_trainable(state["adapter"], str(self.checkpoint_path))
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.best_state = state["best"] or None
+        self.best_step, self.best_val = state["best_step"], state["best_val"]
+        self.first_val, self.curve = state["first_val"], list(state["curve"])
+        return state["step"]
+
+
+def divergence(teacher: torch.Tensor, student: torch.Tensor, classes: bool) -> torch.Tensor:
+    """Mean KL(teacher || student) over a batch of logits, or mean cosine distance of
+    embeddings: what the benchmark scores, as a loss."""
+    if classes:
+        return torch.nn.functional.kl_div(student.log_softmax(-1), teacher.log_softmax(-1),
+                                          log_target=True, reduction="batchmean")
+    return (1 - torch.nn.functional.cosine_similarity(student.flatten(1), teacher.flatten(1))
+            ).mean()
+
+
+def _shown(condition: Condition, rng: random.Random, unknown_rate: float) -> Condition:
+    """The condition a training sample is shown: as it is, or (``unknown_rate``) with the codec
+    hidden, half of those with the rate hidden too."""
+    draw = rng.random()
+    if draw < unknown_rate / 2:
+        return Condition()
+    return condition.without_codec() if draw < unknown_rate else condition
+
+
+def _spread(rows: Sequence[int], count: int) -> list[int]:
+    """At most ``count`` rows, evenly spread (every photo, codec and level represented)."""
+    if len(rows) <= count:
+        return list(rows)
+    return [rows[i] for i in np.linspace(0, len(rows) - 1, count).round().astype(int)]
+
+
+def _recent(losses: list[float], window: int = 25) -> float | None:
+    return float(np.mean(losses[-window:])) if losses else None
+
+
+def _digest(*groups: Sequence[str]) -> str:
+    text = "|".join(",".join(sorted(group)) for group in groups)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _optimiser(adapted: AdaptedEncoder, config: TrainConfig) -> torch.optim.Optimizer:
@@ -279,20 +460,3 @@ def _optimiser(adapted: AdaptedEncoder, config: TrainConfig) -> torch.optim.Opti
         groups.append({"params": [p for p in adapted.encoder.parameters() if p.requires_grad],
                        "lr": config.lr * config.encoder_lr_scale})
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=0.0)
-
-
-def _checkpoint(path: Path, config: TrainConfig, adapted: AdaptedEncoder,
-                optimiser: torch.optim.Optimizer, step: int) -> None:
-    save_checkpoint(path, config.identity(), step, {
-        "adapter": adapted.trainable_state(), "optimiser": optimiser.state_dict()})
-
-
-def _resume(path: Path, config: TrainConfig, adapted: AdaptedEncoder,
-            optimiser: torch.optim.Optimizer) -> int:
-    """The step to start from: a matching checkpoint's, else 0."""
-    state = load_checkpoint(path, config.identity(), AdapterError)
-    if state is None:
-        return 0
-    adapted.load_trainable(state["adapter"], str(path))
-    optimiser.load_state_dict(state["optimiser"])
-    return state["step"]
