@@ -23,7 +23,6 @@ from tests.test_cli import assert_one_line_error, icm  # noqa: E402
 
 from icm.adapt import AdaptedEncoder, AdapterError, AdapterInfo, load_adapter  # noqa: E402
 from icm.adapt import save_adapter as save_adapter_file  # noqa: E402
-from icm.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
 from icm.errors import IcmError  # noqa: E402
 from icm.learned import files as learned_files  # noqa: E402
 from icm.learned.network import Architecture as LicArchitecture  # noqa: E402
@@ -32,7 +31,8 @@ from icm.restore import RestoreInfo, RestoreModelError, RestoreNet  # noqa: E402
 from icm.restore import load_model as load_restorer  # noqa: E402
 from icm.restore import save_model as save_restorer  # noqa: E402
 from icm.restore.network import Architecture as RestoreArchitecture  # noqa: E402
-from icm.tensorfiles import Metadata, parse_json  # noqa: E402
+from icm.training.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
+from icm.training.weights import Metadata, parse_json  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 DEEP = "[" * 10_000 + "]" * 10_000

@@ -20,7 +20,7 @@ import torch
 from icm.adapt.conditioning import Conditioning
 from icm.adapt.encoders import AdaptedEncoder, AdapterError
 from icm.adapt.gate import ALL, GateEntry, open_keys
-from icm.tensorfiles import (
+from icm.training.weights import (
     BUILD_ERRORS,
     Metadata,
     check_fits,

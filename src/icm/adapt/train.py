@@ -52,9 +52,9 @@ from icm.adapt.evaluate import compare
 from icm.adapt.files import AdapterInfo, save_adapter
 from icm.adapt.gate import GateEntry, decide, gate_key
 from icm.adapt.views import ViewPlan, Views, build_views, head
-from icm.checkpoints import load_checkpoint, save_checkpoint
 from icm.codecs import get_codec
 from icm.image.datasets import DatasetImage, open_dataset
+from icm.training.checkpoints import load_checkpoint, save_checkpoint
 
 #: low-rate levels by default: where the generalization gap is
 DEFAULT_LEVELS = {

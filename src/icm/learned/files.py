@@ -26,7 +26,7 @@ import torch
 
 from icm.errors import IcmError
 from icm.learned.network import Architecture, LicNet, parameter_count
-from icm.tensorfiles import (
+from icm.training.weights import (
     Metadata,
     check_tensors,
     load_module,

@@ -17,7 +17,7 @@ import torch
 
 from icm.errors import IcmError
 from icm.restore.network import UNKNOWN, Architecture, RestoreNet
-from icm.tensorfiles import (
+from icm.training.weights import (
     Metadata,
     load_module,
     positive,

@@ -2,7 +2,7 @@
 resumable checkpoints, and the photos training reads. A trainer keeps only its model, its
 batches and its loss."""
 
-from icm.checkpoints import load_checkpoint, save_checkpoint
+from icm.training.checkpoints import load_checkpoint, save_checkpoint
 from icm.training.loop import Outcome, Progress, Settings, Task, resume, run
 from icm.training.photos import load_photos
 from icm.training.schedule import Schedule

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from icm.checkpoints import load_checkpoint, save_checkpoint
 from icm.errors import IcmError
+from icm.training.checkpoints import load_checkpoint, save_checkpoint
 
 Progress = Callable[[str, int, int], None]
 

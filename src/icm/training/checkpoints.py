@@ -16,7 +16,7 @@ from typing import Any
 
 from icm.errors import IcmError
 from icm.fileio import write_atomic
-from icm.tensorfiles import MAX_DEPTH, shown, tensor_problem
+from icm.training.weights import MAX_DEPTH, shown, tensor_problem
 
 
 def save_checkpoint(path: Path, identity: dict[str, Any], step: int,
