@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 from typing import Any
 
 import numpy as np
@@ -23,21 +22,19 @@ def pillow_encode(rgb: np.ndarray, image_format: str, **save_args: Any) -> bytes
 def pillow_decode(data: bytes, side: DecodeSide, image_format: str) -> np.ndarray | Picture:
     """RGB from a Pillow-readable bitstream, its size checked before any pixel is decoded.
 
-    Pillow's own bomb check is turned off here (it would warn on stderr from 89 MP): our
-    limit is the decoding side's, and Pillow reads the size from the header, lazily.
-    Only ``image_format``'s plugin may read it: a ``.jpg`` payload holding a GIF, or a header
-    saying JPEG over a WebP, is refused, not decoded by whichever plugin recognises it.
-    A truncated file stays an error (``LOAD_TRUNCATED_IMAGES`` is never set). A JPEG comes
-    with its chroma sampling, which its header's FORMAT must match."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    Pillow runs with the image loader's settings (:func:`icm.image.load.pillow_settings`):
+    the decoding side's limit instead of Pillow's bomb check, truncation an error, warnings
+    off stderr; Pillow reads the size from the header, lazily. Only ``image_format``'s
+    plugin may read it: a ``.jpg`` payload holding a GIF, or a header saying JPEG over a
+    WebP, is refused, not decoded by whichever plugin recognises it. A JPEG comes with its
+    chroma sampling, which its header's FORMAT must match."""
+    from icm.image.load import pillow_settings  # icm.image costs 0.3 s to import: when used
+
+    with pillow_settings():
         try:
             image = Image.open(io.BytesIO(data), formats=(image_format,))
         except UnidentifiedImageError:
             raise UndecodableError(f"payload is not a readable {image_format} image") from None
-        finally:
-            Image.MAX_IMAGE_PIXELS = limit
         with image:
             side.check_pixels(*image.size, "the bitstream's picture")
             rgb = _rgb8(image)

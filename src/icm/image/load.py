@@ -96,7 +96,7 @@ def decode_image_bytes(
         return _load_jxl(data, path, max_pixels)
     _register_plugins()
     try:
-        with _pillow_settings():
+        with pillow_settings():
             try:
                 image = Image.open(io.BytesIO(data))
             except UnidentifiedImageError:
@@ -112,7 +112,7 @@ def decode_image_bytes(
 
 
 @contextlib.contextmanager
-def _pillow_settings() -> Iterator[None]:
+def pillow_settings() -> Iterator[None]:
     """Pillow as icm needs it, for one decode: our pixel limit instead of its bomb check (which
     warns on stderr from 89 MP), truncation an error even if some other library in the process
     turned ``LOAD_TRUNCATED_IMAGES`` on, and its warnings (corrupt EXIF...) kept off stderr."""

@@ -159,7 +159,7 @@ def encode_file(
 
 def read_coded(path: Path) -> Coded:
     """Read an ``.icm`` file, or a standard file whose suffix names its codec (``.265``)."""
-    data = _read(path)
+    data = read_input(path)
     if container.is_icm(data):
         header, payload = container.unpack(data, path)
         bitstream = container.bitstream_from(header, payload)
@@ -255,10 +255,6 @@ def _side_info_of(
         info["restore"] = {"model": restore.model, "degradation": restore.degradation,
                            "strength": restore.strength}
     return info
-
-
-def _read(path: Path) -> bytes:
-    return read_input(path)
 
 
 def _image_format(output: Path) -> str:
