@@ -8,11 +8,11 @@ are small safetensors.
 """
 
 from icm.adapt.conditioning import BPP_EDGES, INPUT_BPP_EDGES, Condition, Conditioning
+from icm.adapt.config import TrainConfig, ViewPlan
 from icm.adapt.encoders import AdaptedEncoder, AdapterError
 from icm.adapt.files import AdapterInfo, load_adapter, read_adapter, save_adapter
 from icm.adapt.gate import GateEntry
-from icm.adapt.train import TrainConfig, TrainResult, train_adapter
-from icm.adapt.views import ViewPlan
+from icm.adapt.train import TrainResult, train_adapter
 
 __all__ = [
     "BPP_EDGES",

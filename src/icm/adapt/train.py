@@ -38,8 +38,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,92 +47,15 @@ import numpy as np
 import torch
 
 from icm.adapt.conditioning import BPP_EDGES, INPUT_BPP_EDGES, Condition, Conditioning
+from icm.adapt.config import TrainConfig
 from icm.adapt.encoders import CNN, AdaptedEncoder, AdapterError, layout_of
 from icm.adapt.evaluate import compare
 from icm.adapt.files import AdapterInfo, save_adapter
 from icm.adapt.gate import GateEntry, decide, gate_key
-from icm.adapt.views import ViewPlan, Views, build_views, head
-from icm.codecs import get_codec
+from icm.adapt.views import Views, build_views, head
 from icm.image.datasets import DatasetImage, open_dataset
-from icm.training.checkpoints import load_checkpoint, save_checkpoint
-
-#: low-rate levels by default: where the generalization gap is
-DEFAULT_LEVELS = {
-    "jpeg": ("q5", "q10", "q20", "q35"),
-    "hevc": ("qp47", "qp42", "qp37", "qp32"),
-    "avif": ("q5", "q15", "q25", "q40"),
-    "webp": ("q5", "q15", "q30", "q50"),
-    "vvc": ("qp50", "qp45", "qp40", "qp35"),
-}
-
-Progress = Callable[[str, int, int], None]
-
-
-@dataclass
-class TrainConfig:
-    machine: str = "classify:efficientnet-lite0"
-    codecs: tuple[str, ...] = ("jpeg", "hevc", "avif")
-    images: str = "samples"
-    #: validation images; None: ``val_share`` of the training photos are held out instead
-    val: str | None = None
-    out: Path = Path("adapter.safetensors")
-    levels: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    conditioned: bool = True
-    #: at most this many steps; early stopping on validation picks the state kept
-    steps: int = 400
-    batch: int = 16
-    lr: float = 1e-3
-    kl_weight: float = 1.0
-    feature_weight: float = 0.0
-    anchor_weight: float = 0.5
-    unknown_rate: float = 0.2
-    seed: int = 0
-    checkpoint_every: int = 50
-    limit: int = 0
-    #: views per photo, and their window sides as multiples of the input side (0: whole photo)
-    views: int = 6
-    scales: tuple[float, ...] = (1.0, 1.5, 2.0)
-    val_share: float = 0.2
-    eval_every: int = 25
-    #: evaluations without a new best before stopping; 0: run every step, keep the last state
-    patience: int = 4
-    #: validation samples read at each evaluation (a fixed subset; the gate reads them all)
-    val_rows: int = 480
-    gate: bool = True
-    #: bucket rates per pixel of the machine's input (False: per file pixel, the old way)
-    input_buckets: bool = True
-    #: also fine-tune every encoder weight (at ``lr * encoder_lr_scale``): the reference that
-    #: estimates the whole generalization gap, against which adapters are judged
-    tune_encoder: bool = False
-    encoder_lr_scale: float = 0.1
-    #: where coded views are kept between runs (None: computed afresh)
-    cache: Path | None = None
-    #: the first CNN stage with an adapter: the stages before stay plain, and their output is
-    #: computed once per view (CPU training costs about a fifth). ViTs ignore it.
-    first_stage: int = 2
-
-    def levels_of(self, codec: str) -> tuple[str, ...]:
-        if codec in self.levels:
-            return self.levels[codec]
-        if codec in DEFAULT_LEVELS:
-            return DEFAULT_LEVELS[codec]
-        return tuple(get_codec(codec).ladder[:4])
-
-    def jobs(self) -> list[tuple[str, str]]:
-        return [(codec, level) for codec in self.codecs for level in self.levels_of(codec)]
-
-    def plan(self) -> ViewPlan:
-        return ViewPlan(self.views, tuple(self.scales), self.seed)
-
-    def identity(self) -> dict[str, Any]:
-        """What a checkpoint must match to be resumed."""
-        record = asdict(self)
-        record["out"] = str(self.out)
-        record["cache"] = None
-        record["levels"] = {c: list(self.levels_of(c)) for c in self.codecs}
-        for volatile in ("steps", "checkpoint_every"):
-            record.pop(volatile)
-        return record
+from icm.machines import get_machine
+from icm.training import Outcome, Progress, Settings, resume, run
 
 
 @dataclass
@@ -172,8 +95,6 @@ def new_adapted(machine: Any, parts: Any, config: TrainConfig) -> AdaptedEncoder
 
 
 def torch_machine(name: str) -> tuple[Any, Any]:
-    from icm.machines import get_machine
-
     machine = get_machine(name)
     parts = machine.torch_parts()
     if parts is None:
@@ -233,18 +154,19 @@ def fit(machine: Any, parts: Any, views: Views, train_photos: Sequence[str],
     if not train_rows:
         raise AdapterError(f"no training views in {config.images!r}")
     val_rows = views.rows(val_photos, jobs=jobs) if val_photos else []
-    run = _Run(parts, adapted, views, config, train_rows, val_rows, watch or {})
-    run.train(progress)
+    task = _Distillation(parts, adapted, views, config, train_rows, val_rows, watch or {})
+    outcome = task.train(progress)
     gate = measure_gate(parts, adapted, views, val_rows, config) if (
         config.gate and val_rows) else None
     info = AdapterInfo(machine.name, machine.fingerprint(), adapted.conditioning,
                        config.conditioned, adapted.layout.kind,
-                       run.record(train_photos, val_photos, gate), config.tune_encoder, gate,
-                       adapted.first_stage)
+                       task.record(outcome.step, train_photos, val_photos, gate),
+                       config.tune_encoder, gate, adapted.first_stage)
     save_adapter(config.out, adapted, info)
-    run.checkpoint_path.unlink(missing_ok=True)
-    return TrainResult(config.out, run.step, run.start, run.losses, run.first_val,
-                       run.best_val, len(train_rows), run.best_step, run.curve, gate)
+    task.settings.checkpoint.unlink(missing_ok=True)
+    return TrainResult(config.out, outcome.step, outcome.resumed_from, outcome.new_losses,
+                       task.first_val, task.best_val, len(train_rows), task.best_step,
+                       task.curve, gate)
 
 
 def measure_gate(parts: Any, adapted: AdaptedEncoder, views: Views, rows: Sequence[int],
@@ -271,8 +193,20 @@ def measure_gate(parts: Any, adapted: AdaptedEncoder, views: Views, rows: Sequen
     return gate
 
 
-class _Run:
-    """One training run's state: the loop, its evaluations and its checkpoints."""
+@dataclass
+class _Sample:
+    """One step's draw: the coded views, the conditions they are shown, and the pristine
+    views of the anchor term with theirs."""
+
+    rows: list[int]
+    shown: list[Condition]
+    anchor_rows: list[int]
+    anchor_shown: list[Condition]
+
+
+class _Distillation:
+    """The adapter's task on the shared training loop: batches of coded views, the
+    distillation loss, and validation every ``eval_every`` steps keeping the best state."""
 
     def __init__(self, parts: Any, adapted: AdaptedEncoder, views: Views, config: TrainConfig,
                  train_rows: list[int], val_rows: list[int], watch: dict[str, list[int]]
@@ -283,77 +217,83 @@ class _Run:
         self.curve_rows = _spread(val_rows, config.val_rows)
         self.watch = {name: _spread(rows, config.val_rows) for name, rows in watch.items()}
         self.classes = parts.logits is not None
-        self.optimiser = _optimiser(adapted, config)
-        self.checkpoint_path = config.out.with_suffix(config.out.suffix + ".ckpt")
         self.losses: list[float] = []
         self.curve: list[dict] = []
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_step, self.best_val, self.first_val = 0, None, None
-        self.start = self.step = self._resume()
+        self.settings = Settings(
+            steps=config.steps, checkpoint=config.out.with_suffix(config.out.suffix + ".ckpt"),
+            identity=config.identity(), learning_rate=lambda _step: config.lr,
+            checkpoint_every=config.checkpoint_every, error=AdapterError)
 
     # -- the loop ---------------------------------------------------------------------------
-    def train(self, progress: Progress | None) -> None:
-        config = self.config
-        if self.step == 0 and self._evaluate():
-            return
-        self.adapted.train()
-        while self.step < config.steps:
-            loss = self._loss(random.Random(config.seed * 7919 + self.step))
-            self.optimiser.zero_grad()
-            loss.backward()
-            self.optimiser.step()
-            self.losses.append(float(loss.detach()))
-            self.step += 1
-            if progress:
-                progress("training", self.step, config.steps)
-            if self.step % config.eval_every == 0 and self._evaluate():
-                break
-            if self.step % config.checkpoint_every == 0 and self.step < config.steps:
-                self._checkpoint()
-        if not config.patience and self.step % config.eval_every:
-            self._evaluate()  # the last state is the one kept: record where it stands
+    def train(self, progress: Progress | None) -> Outcome:
+        """Validate the untrained adapter, run the loop, and put the best state back."""
+        optimiser = _optimiser(self.adapted, self.config)
+        outcome = resume(self.adapted, optimiser, self.settings)
+        self._restore(outcome.extra)
+        self.losses = outcome.losses
+        if outcome.resumed_from or not self._evaluate(0):
+            outcome = run(self, self.adapted, optimiser, self.settings, progress,
+                          resumed=outcome, extra_state=self._extra_state,
+                          after_step=self._after_step)
+        if not self.config.patience and outcome.step % self.config.eval_every:
+            self._evaluate(outcome.step)  # the last state is the one kept: record where it is
         if self.best_state is not None:
             self.adapted.load_trainable(self.best_state)
+        return outcome
 
-    def _loss(self, rng: random.Random) -> torch.Tensor:
+    def batch(self, step: int) -> _Sample:
+        """The step's views and conditions, drawn from a generator seeded by the step."""
         config, views = self.config, self.views
+        rng = random.Random(config.seed * 7919 + step)
         rows = rng.sample(self.train_rows, min(config.batch, len(self.train_rows)))
         shown = [_shown(views.condition(r), rng, config.unknown_rate) for r in rows]
-        teacher = views.outputs([views.pristine[r] for r in rows])
+        anchors: list[int] = []
+        if config.anchor_weight:
+            count = max(1, config.batch // 4)
+            anchors = rng.sample(self.anchor_rows, min(count, len(self.anchor_rows)))
+        return _Sample(rows, shown, anchors, [rng.choice(shown) for _ in anchors])
+
+    def loss(self, sample: _Sample) -> tuple[torch.Tensor, dict[str, float]]:
+        """KL to the pristine output, plus the optional feature and anchor terms."""
+        config, views = self.config, self.views
+        teacher = views.outputs([views.pristine[r] for r in sample.rows])
         loss = torch.zeros(())
         if config.kl_weight:
-            self.adapted.condition(shown)
-            student = views.forward(self.adapted.encoder, rows, head(self.parts))
+            self.adapted.condition(sample.shown)
+            student = views.forward(self.adapted.encoder, sample.rows, head(self.parts))
             loss = loss + config.kl_weight * divergence(teacher, student, self.classes)
         if config.feature_weight:
-            loss = loss + config.feature_weight * self._feature_loss(rows, shown)
+            loss = loss + config.feature_weight * self._feature_loss(sample)
         if config.anchor_weight:
-            loss = loss + config.anchor_weight * self._anchor_loss(rng, shown)
-        return loss
+            loss = loss + config.anchor_weight * self._anchor_loss(sample)
+        return loss, {}
 
-    def _feature_loss(self, rows: list[int], shown: list[Condition]) -> torch.Tensor:
+    def _feature_loss(self, sample: _Sample) -> torch.Tensor:
         views, features = self.views, self.parts.features
         with torch.no_grad():
-            target = views.forward(self.parts.module, [views.pristine[r] for r in rows],
+            target = views.forward(self.parts.module, [views.pristine[r] for r in sample.rows],
                                    features)
-        self.adapted.condition(shown)
-        student = views.forward(self.adapted.encoder, rows, features)
+        self.adapted.condition(sample.shown)
+        student = views.forward(self.adapted.encoder, sample.rows, features)
         return (student - target).pow(2).mean() / target.var().clamp_min(1e-8)
 
-    def _anchor_loss(self, rng: random.Random, shown: list[Condition]) -> torch.Tensor:
+    def _anchor_loss(self, sample: _Sample) -> torch.Tensor:
         """Pristine views told coded conditions must read as the plain machine reads them."""
-        count = max(1, self.config.batch // 4)
-        rows = rng.sample(self.anchor_rows, min(count, len(self.anchor_rows)))
-        self.adapted.condition([rng.choice(shown) for _ in rows])
-        student = self.views.forward(self.adapted.encoder, rows, head(self.parts))
-        return divergence(self.views.outputs(rows), student, self.classes)
+        self.adapted.condition(sample.anchor_shown)
+        student = self.views.forward(self.adapted.encoder, sample.anchor_rows, head(self.parts))
+        return divergence(self.views.outputs(sample.anchor_rows), student, self.classes)
 
     # -- validation -------------------------------------------------------------------------
-    def _evaluate(self) -> bool:
+    def _after_step(self, done: int) -> bool:
+        return done % self.config.eval_every == 0 and self._evaluate(done)
+
+    def _evaluate(self, step: int) -> bool:
         """Record the curve point; keep the best state. True when it is time to stop."""
         if not self.curve_rows:
             return False
-        point = {"step": self.step, "train_loss": _recent(self.losses)}
+        point = {"step": step, "train_loss": _recent(self.losses)}
         for name, rows in (("val", self.curve_rows), *self.watch.items()):
             result = compare(self.parts, self.adapted, self.views, rows)
             point[name] = float(result["adapted"]["divergence"].mean())
@@ -365,14 +305,14 @@ class _Run:
         if self.first_val is None:
             self.first_val = point["val"]
         if self.best_val is None or point["val"] < self.best_val or not self.config.patience:
-            self.best_val, self.best_step = point["val"], self.step
+            self.best_val, self.best_step = point["val"], step
             self.best_state = {k: v.detach().clone()
                                for k, v in self.adapted.trainable_state().items()}
-        since = (self.step - self.best_step) // self.config.eval_every
+        since = (step - self.best_step) // self.config.eval_every
         return bool(self.config.patience) and since >= self.config.patience
 
     # -- files ------------------------------------------------------------------------------
-    def record(self, train_photos: Sequence[str], val_photos: Sequence[str],
+    def record(self, steps: int, train_photos: Sequence[str], val_photos: Sequence[str],
                gate: dict[str, GateEntry] | None) -> dict[str, Any]:
         """What the file says about how it was made and chosen."""
         config = self.config
@@ -380,7 +320,7 @@ class _Run:
             "images": config.images, "val": config.val, "pairs": len(self.train_rows),
             "train_photos": len(train_photos), "val_photos": len(val_photos),
             "photos_digest": _digest(train_photos, val_photos),
-            "steps": self.step, "best_step": self.best_step,
+            "steps": steps, "best_step": self.best_step,
             "val_before": self.first_val, "val_after": self.best_val,
             "curve": [{k: v for k, v in p.items() if k not in self._watched()}
                       for p in self.curve],
@@ -395,24 +335,17 @@ class _Run:
     def _watched(self) -> set[str]:
         return {f"{name}{suffix}" for name in self.watch for suffix in ("", "_plain", "_top1")}
 
-    def _checkpoint(self) -> None:
-        save_checkpoint(self.checkpoint_path, self.config.identity(), self.step, {
-            "adapter": self.adapted.trainable_state(),
-            "optimiser": self.optimiser.state_dict(),
-            "best": self.best_state or {}, "best_step": self.best_step,
-            "best_val": self.best_val, "first_val": self.first_val, "curve": self.curve})
+    def _extra_state(self) -> dict[str, Any]:
+        """What a checkpoint adds to the loop's: the best state so far and the curve."""
+        return {"best": self.best_state or {}, "best_step": self.best_step,
+                "best_val": self.best_val, "first_val": self.first_val, "curve": self.curve}
 
-    def _resume(self) -> int:
-        """The step to start from: a matching checkpoint's, else 0."""
-        state = load_checkpoint(self.checkpoint_path, self.config.identity(), AdapterError)
-        if state is None:
-            return 0
-        self.adapted.load_trainable(state["adapter"], str(self.checkpoint_path))
-        self.optimiser.load_state_dict(state["optimiser"])
-        self.best_state = state["best"] or None
-        self.best_step, self.best_val = state["best_step"], state["best_val"]
-        self.first_val, self.curve = state["first_val"], list(state["curve"])
-        return state["step"]
+    def _restore(self, extra: dict[str, Any]) -> None:
+        if not extra:
+            return
+        self.best_state = extra["best"] or None
+        self.best_step, self.best_val = extra["best_step"], extra["best_val"]
+        self.first_val, self.curve = extra["first_val"], list(extra["curve"])
 
 
 def divergence(teacher: torch.Tensor, student: torch.Tensor, classes: bool) -> torch.Tensor:
@@ -458,5 +391,6 @@ def _optimiser(adapted: AdaptedEncoder, config: TrainConfig) -> torch.optim.Opti
     groups = [{"params": own, "lr": config.lr}]
     if config.tune_encoder:
         groups.append({"params": [p for p in adapted.encoder.parameters() if p.requires_grad],
-                       "lr": config.lr * config.encoder_lr_scale})
+                       "lr": config.lr * config.encoder_lr_scale,
+                       "lr_scale": config.encoder_lr_scale})  # the loop's rate scales by it
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=0.0)

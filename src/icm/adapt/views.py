@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from icm.adapt.conditioning import Condition
+from icm.adapt.config import ViewPlan
 from icm.adapt.encoders import from_prefix, frozen_prefix
 from icm.codecs import get_codec
 from icm.fileio import write_atomic
@@ -39,17 +40,6 @@ from icm.image.datasets import DatasetImage, Window
 
 Progress = Callable[[str, int, int], None]
 CACHE_VERSION = 2
-
-
-@dataclass(frozen=True)
-class ViewPlan:
-    """How photos become views: how many per photo, and window sides as multiples of the
-    machine's input side (0: the whole photo). Views are spread evenly over the scales; a
-    window larger than the photo shrinks to its shorter side."""
-
-    views: int = 6
-    scales: tuple[float, ...] = (1.0, 1.5, 2.0)
-    seed: int = 0
 
 
 def windows(photo_id: str, height: int, width: int, input_side: int, plan: ViewPlan

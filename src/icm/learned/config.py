@@ -8,12 +8,13 @@ is asked for it (the one import inside a function here, for that reason).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from icm.errors import IcmError
 from icm.machines.classify import LITE0_TAPS
+from icm.training.checkpoints import identity_of
 
 if TYPE_CHECKING:
     from icm.learned.network import Architecture
@@ -79,10 +80,4 @@ class LearnedTrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed (``steps`` may grow: training longer)."""
-        record = asdict(self)
-        record["out"] = str(self.out)
-        record["images"] = list(record["images"])
-        record["taps"] = list(record["taps"])
-        for volatile in ("steps", "checkpoint_every", "threads"):
-            record.pop(volatile)
-        return record
+        return identity_of(self)

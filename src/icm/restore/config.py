@@ -10,12 +10,13 @@ functions for that reason.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from icm.codecs import get_codec
 from icm.errors import IcmError
+from icm.training.checkpoints import identity_of
 
 #: the vocabulary's first entry: a degradation the caller does not know (or did not say)
 UNKNOWN = "unknown"
@@ -108,14 +109,7 @@ class RestoreTrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed (``steps`` may grow: training longer)."""
-        record = asdict(self)
-        record["out"] = str(self.out)
-        record["init"] = None if self.init is None else str(self.init)
-        for key in ("images", "degradations", "strengths", "widths", "levels"):
-            record[key] = list(record[key])
-        for volatile in ("steps", "checkpoint_every", "threads"):
-            record.pop(volatile)
-        return record
+        return identity_of(self)
 
     def vocabulary(self) -> tuple[str, ...]:
         """Every registered degradation, not just the trained ones: the file's ids stay valid

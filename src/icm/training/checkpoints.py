@@ -11,12 +11,39 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from icm.errors import IcmError
 from icm.fileio import write_atomic
 from icm.training.weights import MAX_DEPTH, shown, tensor_problem
+
+#: settings that may change between a run and its resume: training longer, checkpointing more
+#: often, more threads
+VOLATILE = ("steps", "checkpoint_every", "threads")
+
+
+def identity_of(config: Any, **fixed: Any) -> dict[str, Any]:
+    """What a checkpoint of a run with the dataclass ``config`` must match to be resumed:
+    every setting but the :data:`VOLATILE` ones, as plain values (paths as text, tuples as
+    lists, so a checkpoint compares equal whichever way it was written). ``fixed`` replaces
+    fields whose stored value is not what decides the run (a cache folder, levels filled in).
+    """
+    record = {name: _plain(value) for name, value in asdict(config).items()
+              if name not in VOLATILE}
+    record.update(fixed)
+    return record
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (tuple, list)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
 
 
 def save_checkpoint(path: Path, identity: dict[str, Any], step: int,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from icm.errors import IcmError
 from icm.training.checkpoints import load_checkpoint, save_checkpoint
@@ -32,10 +32,24 @@ class Task(Protocol):
         """The loss tensor to minimise and the figures to show beside it."""
 
 
+@runtime_checkable
+class PartlyTrained(Protocol):
+    """A model that trains only some of its weights (an adapter on a frozen encoder): its
+    checkpoints hold those alone, not a copy of the frozen network at every save."""
+
+    def trainable_state(self) -> dict[str, Any]:
+        """The trained tensors, by name."""
+
+    def load_trainable(self, state: dict[str, Any], path: str = "") -> None:
+        """Put tensors saved by :meth:`trainable_state` back (an error names ``path``)."""
+
+
 @dataclass
 class Settings:
     """How the loop runs: how long, where it checkpoints, and the optional per-step habits.
 
+    ``learning_rate`` gives each step's rate; a parameter group with an ``lr_scale`` entry
+    (pretrained weights fine-tuned beside new ones, say) moves at that share of it.
     ``step_seed``: torch's generator is reseeded with ``step_seed * 1_000_003 + step`` before
     each step, so a model whose forward pass draws noise (quantisation proxies) draws the same
     noise on a resumed run. ``clip_norm``: gradients are clipped to that norm.
@@ -65,6 +79,11 @@ class Outcome:
     steps_run: int = 0
 
     @property
+    def step(self) -> int:
+        """The steps done so far, before and after a resume."""
+        return self.resumed_from + self.steps_run
+
+    @property
     def new_losses(self) -> list[float]:
         """The losses of the steps this process ran (not those before a resume)."""
         return self.losses[len(self.losses) - self.steps_run:]
@@ -74,14 +93,16 @@ def run(task: Task, model: Any, optimiser: Any, settings: Settings,
         progress: Progress | None = None, *, resumed: Outcome | None = None,
         describe: Callable[[float, Mapping[str, float]], str] | None = None,
         extra_state: Callable[[], dict[str, Any]] | None = None,
-        after_step: Callable[[int], None] | None = None) -> Outcome:
+        after_step: Callable[[int], bool | None] | None = None) -> Outcome:
     """Train ``model`` with ``optimiser`` on ``task`` from the last checkpoint to the end.
 
     ``resumed`` is :func:`resume`'s result when the trainer needed to know where it starts
     before training (to validate an untrained model, say); otherwise the loop resumes itself.
     ``extra_state`` adds the task's own state to each checkpoint (an early-stopping best, a
     curve); it comes back in :attr:`Outcome.extra` on resume, for the task to restore.
-    ``after_step`` runs after each step's update (validation every k steps, say).
+    ``after_step`` runs after each step's update with the number of steps done (validation
+    every k steps, say); when it returns True the run stops there (early stopping), without a
+    checkpoint, since the trainer is about to write its result.
     """
     import torch
 
@@ -93,7 +114,7 @@ def run(task: Task, model: Any, optimiser: Any, settings: Settings,
             torch.manual_seed(settings.step_seed * 1_000_003 + step)
         batch = task.batch(step)
         for group in optimiser.param_groups:
-            group["lr"] = settings.learning_rate(step)
+            group["lr"] = settings.learning_rate(step) * group.get("lr_scale", 1.0)
         loss, parts = task.loss(batch)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -102,19 +123,23 @@ def run(task: Task, model: Any, optimiser: Any, settings: Settings,
         optimiser.step()
         outcome.losses.append(float(loss.detach()))
         outcome.steps_run += 1
-        if after_step is not None:
-            after_step(step + 1)
         if progress is not None:
             text = describe(outcome.losses[-1], parts) if describe else "training"
             progress(text, step + 1, settings.steps)
+        if after_step is not None and after_step(step + 1):
+            break
         if _checkpoint_due(step + 1, settings):
             elapsed = outcome.wall_s + time.perf_counter() - began
             save_checkpoint(settings.checkpoint, settings.identity, step + 1, {
-                "model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                "model": _state_of(model), "optimiser": optimiser.state_dict(),
                 "losses": outcome.losses, "wall_s": elapsed,
                 **(extra_state() if extra_state else {})})
     outcome.wall_s += time.perf_counter() - began
     return outcome
+
+
+def _state_of(model: Any) -> dict[str, Any]:
+    return model.trainable_state() if isinstance(model, PartlyTrained) else model.state_dict()
 
 
 def _checkpoint_due(done: int, settings: Settings) -> bool:
@@ -134,7 +159,10 @@ def resume(model: Any, optimiser: Any, settings: Settings) -> Outcome:
         raise settings.error(f"checkpoint is at step {step}, past --steps {settings.steps}",
                              settings.checkpoint)
     try:
-        model.load_state_dict(state["model"])
+        if isinstance(model, PartlyTrained):
+            model.load_trainable(state["model"], str(settings.checkpoint))
+        else:
+            model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
     except (KeyError, RuntimeError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
