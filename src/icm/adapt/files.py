@@ -19,7 +19,7 @@ import torch
 
 from icm.adapt.conditioning import Conditioning
 from icm.adapt.encoders import AdaptedEncoder, AdapterError
-from icm.adapt.gate import ALL, GateEntry, open_keys
+from icm.adapt.gate import ALL, GateEntry, describe_gate, open_keys
 from icm.training.weights import (
     BUILD_ERRORS,
     Metadata,
@@ -163,3 +163,15 @@ def load_adapter(path: Path, encoder: torch.nn.Module, machine: str,
     except BUILD_ERRORS as exc:  # check_fits leaves little, but torch has the last word
         raise AdapterError(f"adapter weights do not load ({one_line(exc)})", path) from None
     return adapted.eval()
+
+
+def describe_adapter(path: Path) -> dict[str, Any]:
+    """What an adapter file was made for, how it was trained, and where it acts."""
+    tensors, info = read_adapter(path)
+    return {"machine": info.machine, "fingerprint": info.fingerprint, "kind": info.kind,
+            "conditioned": info.conditioned, "tuned_encoder": info.tuned_encoder,
+            "codecs": list(info.conditioning.codecs),
+            "bpp_edges": list(info.conditioning.edges),
+            "input_side": info.conditioning.input_side,
+            "gate": describe_gate(info.gate, info.conditioning), "trained": info.trained,
+            "parameters": int(sum(t.numel() for t in tensors.values()))}

@@ -93,3 +93,36 @@ def cluster_bootstrap(values: np.ndarray, groups: Sequence[str], rng: np.random.
 
 def open_keys(gate: Mapping[str, GateEntry]) -> frozenset[str]:
     return frozenset(key for key, entry in gate.items() if entry.open)
+
+
+def describe_gate(gate: Mapping[str, GateEntry] | None, conditioning: Conditioning
+                  ) -> dict[str, str]:
+    """Per condition, what the adapter does there and why: the words a user reads to know
+    whether to trust it on their images."""
+    if gate is None:
+        return {"*": "adapted everywhere: no gate (no validation photos, or a file made before "
+                     "gates)"}
+    record = {}
+    for key, entry in sorted(gate.items()):
+        codec, _, bucket = key.partition("@")
+        label = key if key == ALL else f"{codec} {conditioning.bucket_range(int(bucket))}"
+        verb = "adapted" if entry.open else "identity (plain machine)"
+        bound = "n/a" if entry.gain_low is None else f"{-entry.gain_low:+.4f}"
+        what = "cosine distance" if entry.top1_change is None else "KL"
+        record[label] = (f"{verb}: on validation, {what} to the pristine output "
+                         f"{-entry.gain:+.4f} (90% upper bound {bound})"
+                         + ("" if entry.top1_change is None else
+                            f", top-1 agreement {entry.top1_change:+.3f}")
+                         + f"; {entry.samples} views of {entry.photos} photos")
+    record["any other condition"] = "identity (plain machine): not seen on validation"
+    return record
+
+
+def gate_summary(gate: Mapping[str, GateEntry] | None) -> str:
+    """The gate in one line: which conditions the adapter acts on."""
+    if gate is None:
+        return "no validation photos: the adapter acts on every condition, ungated"
+    shut = sorted(k for k, e in gate.items() if not e.open)
+    opened = sorted(k for k, e in gate.items() if e.open)
+    return (f"gate: adapts {len(opened)} condition(s) ({', '.join(opened) or 'none'}); "
+            f"reads {len(shut)} as the plain machine (no gain on validation)")

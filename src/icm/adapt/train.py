@@ -71,6 +71,20 @@ class TrainResult:
     curve: list[dict] = field(default_factory=list)
     gate: dict[str, GateEntry] | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        """The run as ``icm adapt train --json`` prints it."""
+        gate = self.gate
+        return {
+            "out": str(self.out), "steps": self.steps, "best_step": self.best_step,
+            "resumed_from": self.resumed_from, "pairs": self.pairs,
+            "first_loss": self.losses[0] if self.losses else None,
+            "last_loss": self.losses[-1] if self.losses else None,
+            "val_before": self.val_before, "val_after": self.val_after,
+            "gate_open": None if gate is None else sorted(k for k, e in gate.items() if e.open),
+            "gate_shut": None if gate is None else sorted(k for k, e in gate.items()
+                                                          if not e.open),
+        }
+
 
 def train_adapter(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     """Train (or resume training) an adapter on ``config.images``; write it to ``config.out``."""

@@ -290,7 +290,7 @@ app.command("report")(bench.report_command)
 app.command("machines")(bench.machines_command)
 app.command("degrade")(degrade.degrade_command)
 app.command("recognise")(degrade.recognise_command)
-adapt.register(app, out, err)  # cli.adapt still registers itself; it moves to a sub-app next
+app.add_typer(adapt.app, name="adapt")
 app.add_typer(restore.app, name="restore")
 app.add_typer(learned.app, name="learned")
 

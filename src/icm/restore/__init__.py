@@ -11,9 +11,7 @@ The other names load their module, and with it torch, the first time they are us
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from icm.lazy import lazy_exports
 from icm.restore.config import UNKNOWN, RestoreTrainConfig, RestoreTrainError
 
 #: the names that need torch, and the module each lives in
@@ -37,13 +35,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """``from icm.restore import restore_image``: the module is imported on first use."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'icm.restore' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "UNKNOWN",
