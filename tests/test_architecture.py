@@ -28,7 +28,7 @@ FLOORS: dict[str, int] = {
     "importance": 3, "learned": 3, "adapt": 3, "restore": 3, "machines": 3, "container": 3,
     "degrade": 3,
     "codecs": 2, "image": 2, "metrics": 2, "training": 2,
-    "errors": 0, "lazy": 0, "limits": 1, "registry": 1, "plugins": 0, "fileio": 1,
+    "errors": 0, "lazy": 0, "spec": 1, "limits": 1, "registry": 1, "plugins": 0, "fileio": 1,
     "__init__": 0,  # icm/__init__.py holds only the version: any room may read it
 }
 #: arrows among the middle floor's rooms: which may import which (a DAG, checked below)
@@ -37,7 +37,7 @@ SAME_FLOOR_ALLOWED = {
     ("restore", "machines"), ("restore", "degrade"), ("importance", "container"),
     ("restore", "container"), ("codecs", "image"), ("training", "image"),
     ("limits", "errors"), ("registry", "errors"), ("fileio", "errors"),
-    ("registry", "plugins"),
+    ("registry", "plugins"), ("spec", "errors"),
     ("learned", "container"), ("adapt", "container"), ("machines", "container"),
     ("image", "fileio"),
 }

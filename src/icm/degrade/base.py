@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from icm.errors import IcmError
+from icm.spec import parse_spec
 
 #: the display gamma used where a family works in linear light (sensor noise, exposure)
 DISPLAY_GAMMA = 2.2
@@ -83,9 +84,9 @@ class DegradationRecord:
     @classmethod
     def parse(cls, text: str, seed: int = 0) -> DegradationRecord:
         """``'haze@0.5'`` -> ``DegradationRecord('haze', 0.5, seed)``; the name is not checked."""
-        name, at, value = text.strip().partition("@")
-        name = name.strip().lower()
-        if not name or not at:
+        spec = parse_spec(text, "degradation", BadDegradationError, parts=(), strengths=False)
+        name, value = spec.head.name, spec.qualifier
+        if not name or value is None or spec.head.argument is not None:
             raise BadDegradationError(f"degradation {text!r} is not NAME@STRENGTH (e.g. haze@0.5)")
         try:
             strength = float(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from icm.errors import IcmError
 from icm.importance.providers.base import ImportanceProvider
 from icm.registry import Registry
+from icm.spec import parse_part
 
 
 class UnknownImportanceError(IcmError):
@@ -18,11 +19,8 @@ register_importance = PROVIDERS.register
 
 def parse_provider(text: str) -> tuple[str, str | None]:
     """``'sensitivity=detect:nanodet'`` -> ``('sensitivity', 'detect:nanodet')``."""
-    name, equals, argument = text.strip().partition("=")
-    name = name.strip().lower()
-    if equals and not argument.strip():
-        raise UnknownImportanceError(f"importance {text!r} has an empty argument after '='")
-    return name, (argument.strip() if equals else None)
+    part = parse_part(text.strip(), "importance", UnknownImportanceError, strengths=False)
+    return part.name, part.argument
 
 
 def get_importance(text: str) -> ImportanceProvider:

@@ -11,6 +11,7 @@ from typing import Any
 from icm.errors import IcmError
 from icm.machines.base import Machine, MachineSpec
 from icm.registry import Registry
+from icm.spec import Spec, parse_spec
 
 #: concrete names shown by ``icm machines`` and used by the default bench
 KNOWN_MODELS: dict[str, list[str]] = {}
@@ -50,33 +51,41 @@ def register_machine(*examples: str):
 
 def parse_machine(text: str) -> MachineSpec:
     """``family:model[@variant]``; a bare family (``classify``) means its first known model."""
-    text = text.strip()
-    if ":" not in text and KNOWN_MODELS.get(text.lower()):
-        text = KNOWN_MODELS[text.lower()][0]
-    family, sep, rest = text.partition(":")
-    if not sep or not family or not rest:
-        raise UnknownMachineError(
-            f"machine {text!r} is not family:model (e.g. classify:efficientnet-lite0); "
-            f"families: {', '.join(MACHINES)}"
-        )
-    model, _, variant = rest.partition("@")
-    return MachineSpec(family.lower(), model, variant or None)
+    return _machine_spec(parse_spec(text, "machine", UnknownMachineError, parts=(),
+                                    strengths=False), text)
 
 
 def get_machine(text: str) -> Machine:
     """Instantiate a machine by name; unknown or unusable ones raise a one-line error.
 
     ``MACHINE+NAME=ARG`` is the machine wrapped by a registered wrapper: ``+adapter=PATH`` reads
-    it through a codec-conditional adapter (:mod:`icm.adapt.wrapper`, a plug-in).
+    it through a codec-conditional adapter (:mod:`icm.adapt.wrapper`, a plug-in). Only a
+    ``+`` before a wrapper's name begins one, so a path may hold ``+`` signs.
     """
-    if "+" in text:
-        for name in MACHINE_WRAPPERS:
-            base, marker, argument = text.partition(f"+{name}=")
-            if marker:
-                return MACHINE_WRAPPERS[name].wrap(get_machine(base), argument.strip())
-    spec = parse_machine(text)
-    cls = MACHINES.lookup(spec.family, within=text)
-    return MACHINES.require(cls, f"machine {spec}", spec)(spec)
+    spec = parse_spec(text, "machine", UnknownMachineError, parts=tuple(MACHINE_WRAPPERS),
+                      strengths=False)
+    base = _machine_spec(Spec(spec.head, (), spec.qualifier), text)
+    cls = MACHINES.lookup(base.family, within=text)
+    machine = MACHINES.require(cls, f"machine {base}", base)(base)
+    for wrapper in spec.parts:
+        machine = MACHINE_WRAPPERS[wrapper.name].wrap(machine, wrapper.argument or "")
+    return machine
+
+
+def _machine_spec(spec: Spec, text: str) -> MachineSpec:
+    """The head of a machine's name as family, model and variant."""
+    name = spec.head.name
+    if ":" not in name and spec.head.argument is None and KNOWN_MODELS.get(name):
+        known = parse_spec(KNOWN_MODELS[name][0], "machine", UnknownMachineError, parts=())
+        name = known.head.name
+        spec = Spec(known.head, (), spec.qualifier or known.qualifier)
+    family, sep, model = name.partition(":")
+    if not sep or not family or not model or spec.head.argument is not None:
+        raise UnknownMachineError(
+            f"machine {text.strip()!r} is not family:model (e.g. classify:efficientnet-lite0); "
+            f"families: {', '.join(MACHINES)}"
+        )
+    return MachineSpec(family, model, spec.qualifier or None)
 
 
 def machine_rows() -> list[dict[str, Any]]:

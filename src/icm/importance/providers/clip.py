@@ -40,6 +40,7 @@ from icm.importance.providers.base import ImportanceProvider
 from icm.importance.registry import UnknownImportanceError, register_importance
 from icm.machines import KNOWN_MODELS, get_machine, parse_machine
 from icm.machines.clip import ClipMachine
+from icm.spec import split_qualifier
 
 #: how many leading transformer blocks ``clip-attention`` averages (CoTAM's "shallow layers")
 SHALLOW_LAYERS = 3
@@ -173,8 +174,8 @@ class PromptProvider(_ClipProvider):
     def split(cls, argument: str | None) -> tuple[str, str]:
         """``'a red car@ViT-B-32@openai'`` -> ``('a red car', 'ViT-B-32@openai')``: the first
         ``@`` ends the text, since model names carry their own ``@weights``."""
-        text, _, model = (argument or "").partition("@")
-        return text.strip(), model.strip() or DEFAULT_MODEL
+        text, model = split_qualifier(argument or "")
+        return text, model or DEFAULT_MODEL
 
     @classmethod
     def model_of(cls, argument: str | None) -> str:
