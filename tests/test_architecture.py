@@ -169,3 +169,62 @@ def test_every_module_imports_in_a_fresh_interpreter():
     result = subprocess.run([sys.executable, "-c", script, *names], capture_output=True,
                             text=True, timeout=600, check=True)
     assert not result.stdout.strip(), result.stdout
+
+
+#: optional extras' packages: the one good reason to import inside a function (``import
+#: icm`` and ``icm --help`` must not need them, nor pay seconds for torch)
+OPTIONAL = {"torch", "torchvision", "safetensors", "constriction", "compressai", "open_clip",
+            "transformers", "ray", "matplotlib", "pyarrow", "ncnn", "rapidocr_onnxruntime",
+            "cv2", "pytesseract", "pyjpegli", "brisque", "efficientnet_lite_pytorch",
+            "huggingface_hub", "timm"}
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """Every module a file imports outside functions (what importing it costs)."""
+    tree = ast.parse(path.read_text(), str(path))
+    found: set[str] = set()
+    pending = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+        elif isinstance(node, (ast.If, ast.Try, ast.ClassDef)) and not (
+                isinstance(node, ast.If) and _is_type_checking(node.test)):
+            pending.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _needs_optional(module: str, modules: dict[str, Path], seen: set[str]) -> bool:
+    """Whether importing ``module`` imports an optional extra's package, directly or through
+    the icm modules it imports."""
+    if module in seen or module not in modules:
+        return False
+    seen.add(module)
+    imports = _top_level_imports(modules[module])
+    if any(name.split(".")[0] in OPTIONAL for name in imports):
+        return True
+    return any(_needs_optional(name, modules, seen) for name in imports
+               if name.startswith("icm."))
+
+
+def test_imports_inside_functions_are_only_for_optional_extras():
+    """An icm import inside a function is there because the module needs torch (or another
+    optional extra), never to dodge a cycle or a layer: those are the checks above."""
+    modules = icm_modules()
+    late = []
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text(), str(path))
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                         else [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                         if isinstance(node, ast.ImportFrom) and node.module else [])
+                icm_names = [n for n in names if n.startswith("icm.") and n in modules]
+                if icm_names and not any(_needs_optional(n, modules, set())
+                                         for n in icm_names):
+                    late.append(f"{module}:{node.lineno} imports {icm_names[0]}")
+    assert not late, "imports inside functions that could be at the top: " + "; ".join(late)

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from icm.adapt.conditioning import Condition
+from icm.fileio import file_digest
 from icm.machines.base import Machine, Output, Scores
 from icm.machines.registry import REFERENCE_MARK
 
@@ -62,8 +64,6 @@ class AdaptedMachine(Machine):
 
     def predict_coded(self, images: Sequence[np.ndarray],
                       coded: Sequence[tuple[str, float]]) -> list[Output]:
-        from icm.adapt.conditioning import Condition
-
         adapted, parts = self._model()
         outputs = []
         for image, (codec, bpp) in zip(images, coded, strict=True):
@@ -81,8 +81,6 @@ class AdaptedMachine(Machine):
         self.base.prepare(truths)
 
     def fingerprint(self) -> str:
-        from icm.fileio import file_digest
-
         tuned = REFERENCE_MARK if self._info.tuned_encoder else ""
         return f"{self.base.fingerprint()}|adapter={file_digest(str(self.path))}{tuned}"
 

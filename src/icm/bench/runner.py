@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from icm.bench.executors import Executor, WorkerLostError, get_executor
-from icm.bench.grid import load_machines
+from icm.bench.grid import default_machines, load_machines
 from icm.bench.ledger import Ledger
 from icm.bench.worker import (
     CodecJob,
@@ -29,6 +29,7 @@ from icm.bench.worker import (
     coding_version,
     store_files,
 )
+from icm.codecs import CODECS
 from icm.errors import BadImageError, IcmError
 from icm.image import DEFAULT_MAX_PIXELS
 from icm.image.datasets import SAMPLES, Dataset, content_hash, open_dataset
@@ -171,9 +172,6 @@ def _lock_holder(fd: int) -> str:
 
 def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOutcome:
     """Plan, run what is missing, and return what was done."""
-    import icm.degrade  # noqa: F401  (Dataset.degraded parses and checks its specs with it)
-    from icm.bench.grid import default_machines
-
     started = time.perf_counter()
     executor_class = get_executor(config.executor)  # an unknown name fails before any work
     points = parse_points(config.codecs, config.levels, config.bpp)
@@ -219,8 +217,6 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchOut
 
 def _registering_modules(points, machines) -> tuple[str, ...]:
     """Modules whose import registers every codec and machine in use (plugins included)."""
-    from icm.codecs import CODECS
-
     classes = [CODECS[p.codec] for p in points] + [type(m) for m in machines]
     return tuple(dict.fromkeys(cls.__module__ for cls in classes))
 

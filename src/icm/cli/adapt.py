@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from icm.adapt.config import TrainConfig
+from icm.adapt.gate import gate_summary
 from icm.cli.output import (
     BareJsonFlag,
     comma_list,
@@ -138,8 +139,6 @@ def _trained_line(result: TrainResult) -> str:
 
 
 def _gate_summary(result: TrainResult) -> str:
-    from icm.adapt.gate import gate_summary
-
     return gate_summary(result.gate)
 
 

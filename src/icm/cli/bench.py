@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -14,7 +14,10 @@ from rich.table import Table
 from rich.text import Text
 
 from icm.bench import BenchConfig, BenchOutcome, run_bench
+from icm.bench.analysis import with_interval
 from icm.bench.grid import default_codecs, with_adapters
+from icm.bench.report import require_plotting, write_report
+from icm.bench.summary import run_summary
 from icm.cli.output import (
     PrintJsonFlag,
     defaults_of,
@@ -27,9 +30,6 @@ from icm.cli.output import (
 from icm.cli.views import skipped_line, status_cell
 from icm.errors import IcmError
 from icm.machines import machine_rows
-
-if TYPE_CHECKING:
-    from icm.bench.report import ReportPaths
 
 # typer renders help texts as rich markup: brackets in them must be escaped.
 RAY_HINT = escape("pip install 'icm[ray]'")
@@ -121,13 +121,13 @@ def bench_command(
         executor=executor, address=address, actors=actors,
     )
     if report:  # before the run, not after its minutes of work
-        _require_plotting(run_dir)
+        require_plotting(run_dir)
     with progress_bar(err, disable=as_json) as progress:
         outcome = run_bench(config, stage_reporter(progress))
     _print_notes(outcome)
-    summary = _run_summary(outcome, config.anchor)
+    summary = run_summary(outcome, config.anchor)
     if report:
-        paths = _write_report(run_dir, anchor)
+        paths = write_report(run_dir, anchor=anchor)
         summary["report"] = {"markdown": str(paths.markdown), "html": str(paths.html)}
     if as_json:
         emit_json(summary)
@@ -143,29 +143,6 @@ def _print_notes(outcome: BenchOutcome) -> None:
         err.print(Text.assemble(("icm: note:", "yellow"), f" {note}"), soft_wrap=True)
 
 
-# icm.bench.analysis (with icm.degrade, which loads scipy.signal) and icm.bench.report (its
-# renderers and exporters) take about 0.6 s each to import: they are imported inside the
-# functions that need them, so that `icm --help` and the other commands stay fast.
-
-
-def _run_summary(outcome: BenchOutcome, anchor: str) -> dict[str, Any]:
-    from icm.bench.summary import run_summary
-
-    return run_summary(outcome, anchor)
-
-
-def _require_plotting(run_dir: Path) -> None:
-    from icm.bench.report import require_plotting
-
-    require_plotting(run_dir)
-
-
-def _write_report(run_dir: Path, anchor: str) -> ReportPaths:
-    from icm.bench.report import write_report
-
-    return write_report(run_dir, anchor=anchor)
-
-
 # -- report, machines -----------------------------------------------------------------------
 
 
@@ -175,7 +152,7 @@ def report_command(
     as_json: PrintJsonFlag = False,
 ) -> None:
     """Write Markdown + HTML reports, plots and CSV/Parquet exports for a run."""
-    paths = _write_report(run_dir, anchor)
+    paths = write_report(run_dir, anchor=anchor)
     if as_json:
         emit_json(paths.to_json(), indent=None)
         return
@@ -236,8 +213,6 @@ def summary_view(summary: dict[str, Any]) -> Group:
 def _bd_rows_by_machine(entries: list[dict[str, Any]],
                         footnotes: dict[str, int]) -> dict[str, list[BdRow]]:
     """Each machine's rows, numbering each distinct note in ``footnotes`` as it first shows."""
-    from icm.bench.analysis import with_interval  # slow to import: see _run_summary
-
     by_machine: dict[str, list[BdRow]] = {}
     for entry in entries:
         marks = sorted({footnotes.setdefault(note, len(footnotes) + 1)

@@ -1,10 +1,7 @@
 """``icm degrade`` and ``icm recognise``: parsing and display only (the work is in
 ``icm.degrade.files`` and ``icm.degrade.recognise``).
 
-``icm.degrade`` loads scipy.signal (about 0.6 s), so it is imported inside the two commands
-rather than here: every other ``icm`` call, ``icm --help`` included, stays fast. For the same
-reason ``--seed`` and ``--strength`` cannot read ``DegradationRecord``'s defaults and are
-written here (``--seed`` 0 is that record's own default).
+``--seed`` 0 is :class:`~icm.degrade.DegradationRecord`'s own default.
 """
 
 from __future__ import annotations
@@ -16,6 +13,8 @@ import typer
 from rich.table import Table
 
 from icm.cli.output import MaxPixels, PrintJsonFlag, emit_json, out
+from icm.degrade import DegradationRecord, degradation_rows, degrade_file
+from icm.degrade.recognise import recognise_file
 from icm.errors import IcmError
 from icm.limits import DEFAULT_MAX_PIXELS
 
@@ -37,8 +36,6 @@ def degrade_command(
     as_json: PrintJsonFlag = False,
 ) -> None:
     """Apply a synthetic camera degradation (noise, blur, haze, rain, low light, JPEG)."""
-    from icm.degrade import DegradationRecord, degradation_rows, degrade_file
-
     if list_all:
         _show_degradations(degradation_rows(), as_json)
         return
@@ -76,8 +73,6 @@ def recognise_command(
     as_json: PrintJsonFlag = False,
 ) -> None:
     """Guess which degradation (if any) an image suffered, and how strongly."""
-    from icm.degrade.recognise import recognise_file
-
     result = recognise_file(source, model, max_pixels)
     if as_json:
         emit_json(result)

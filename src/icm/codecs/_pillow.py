@@ -10,6 +10,7 @@ from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from icm.codecs.base import Picture
 from icm.errors import UndecodableError
+from icm.image.load import pillow_rgb8, pillow_settings
 from icm.limits import DecodeSide
 
 
@@ -28,8 +29,6 @@ def pillow_decode(data: bytes, side: DecodeSide, image_format: str) -> np.ndarra
     plugin may read it: a ``.jpg`` payload holding a GIF, or a header saying JPEG over a
     WebP, is refused, not decoded by whichever plugin recognises it. A JPEG comes with its
     chroma sampling, which its header's FORMAT must match."""
-    from icm.image.load import pillow_settings  # icm.image costs 0.3 s to import: when used
-
     with pillow_settings():
         try:
             image = Image.open(io.BytesIO(data), formats=(image_format,))
@@ -46,8 +45,6 @@ def pillow_decode(data: bytes, side: DecodeSide, image_format: str) -> np.ndarra
 def _rgb8(image: Image.Image) -> np.ndarray:
     """RGB uint8 in bands (no full-size intermediate copy: 17 -> 10 bytes per pixel at
     40 MP), by the image loader's converter."""
-    from icm.image.load import pillow_rgb8  # icm.image costs 0.3 s to import: only when used
-
     return pillow_rgb8(image) if image.mode == "RGB" else np.asarray(image.convert("RGB"))
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from icm.codecs.base import Codec, Knob, Option
 from icm.codecs.registry import register_codec
+from icm.image.load import jxl_header
 from icm.limits import DecodeSide
 
 
@@ -51,8 +52,6 @@ class JxlCodec(Codec):
 
     def _decode(self, data: bytes, side: DecodeSide) -> np.ndarray:
         import imagecodecs
-
-        from icm.image.load import jxl_header
 
         side.check_pixels(*jxl_header(data, "payload")[:2], "JPEG XL picture")  # libjxl would
         return imagecodecs.jpegxl_decode(data)  # allocate the whole picture before we could

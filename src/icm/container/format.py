@@ -92,6 +92,8 @@ from enum import IntEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from icm.codecs.base import Bitstream
+from icm.codecs.registry import CODECS
 from icm.errors import CorruptContainerError
 from icm.fileio import read_input, write_atomic
 
@@ -665,8 +667,6 @@ def bitstream_from(header: Header, payload: bytes) -> Bitstream:
     ``header.width`` x ``header.height``. ``params`` are the stored options, as strings,
     less any that would name a file (an older icm wrote ``weights=PATH``; it is never read).
     """
-    from icm.codecs.base import Bitstream
-
     local = _options_naming_files(header.codec)
     width, height = header.coded_size
     return Bitstream(
@@ -683,8 +683,6 @@ def bitstream_from(header: Header, payload: bytes) -> Bitstream:
 
 def _options_naming_files(codec: str) -> frozenset[str]:
     """The codec's options whose values are paths (``Option.names_file``); none if unknown."""
-    from icm.codecs.registry import CODECS
-
     cls = CODECS.get(codec)
     if cls is None:
         return frozenset()

@@ -35,10 +35,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from icm.codecs.rate import encode_to_bpp
+from icm.errors import RateControlError
 from icm.image.datasets import content_hash
 from icm.image.resample import resize
+from icm.importance.apply import prefilter
 from icm.importance.fisher import DEFAULT_PROBES, machine_block_weights
 from icm.importance.maps import DEFAULT_BLOCK, ImportanceMap, grid_shape
+from icm.importance.registry import get_importance
+from icm.machines import get_machine
 
 if TYPE_CHECKING:
     from icm.codecs import Bitstream, Codec
@@ -134,8 +139,6 @@ class MachineAllocator:
 
     def __init__(self, machine: str, strength: float | None = None,
                  block: int = DEFAULT_BLOCK, probes: int = DEFAULT_PROBES) -> None:
-        from icm.machines import get_machine
-
         self.machine = get_machine(machine)
         default = MEASURED_STRENGTH.get(self.machine.family, DEFAULT_STRENGTH)
         self.strength = default if strength is None else strength
@@ -252,9 +255,6 @@ class MachineAllocator:
                       options: dict[str, Any]) -> Bitstream | None:
         """The smaller picture's largest file not above ``size`` bytes, searched from the
         level towards finer ones (a smaller picture at the same level has fewer bits)."""
-        from icm.codecs.rate import encode_to_bpp
-        from icm.errors import RateControlError
-
         height, width = plan.image.shape[:2]
         value = codec.knob.parse(level, codec.name)
         finer = 2 * value + 10 if codec.knob.rate_rises else value - MATCH_QP_SPAN
@@ -307,8 +307,6 @@ class MachineAllocator:
         return self._weights[key]
 
     def _map_weights(self, image: np.ndarray) -> np.ndarray:
-        from icm.importance.registry import get_importance
-
         provider = get_importance(self.machine.default_importance())
         return MAP_FLOOR + (1 - MAP_FLOOR) * provider.compute(image, self.block).values
 
@@ -349,8 +347,6 @@ def allocation_prefilter(image: np.ndarray, offsets: np.ndarray, block: int) -> 
     a block asked to quantise ``2^(d/6)`` times coarser keeps ``2^(-d/6)`` of its detail,
     blended towards a 2-px blur (:func:`~icm.importance.apply.prefilter`)."""
     from dataclasses import replace as with_values
-
-    from icm.importance.apply import prefilter
 
     height, width = image.shape[:2]
     keep = np.clip(2.0 ** (-np.maximum(offsets, 0) / 6.0), 0, 1).astype(np.float32)

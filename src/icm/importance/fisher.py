@@ -38,6 +38,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from icm.importance.maps import block_means
+
 DEFAULT_PROBES = 8
 OutputKind = Literal["logits", "features"]
 
@@ -105,8 +107,6 @@ def block_weights(
     pixels it reads. A block with no residual at all (flat, coded exactly) keeps its plain
     mean.
     """
-    from icm.importance.maps import block_means
-
     weights = np.asarray(pixel_weights, dtype=np.float64)
     plain = block_means(weights.mean(axis=2), block)
     if residual is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from icm.errors import IcmError
+from icm.machines import get_machine
 from icm.machines.classify import LITE0_TAPS
 
 #: tap index of Lite0's head: the 1280 features the classifier pools (after its 16 blocks)
@@ -29,8 +30,6 @@ class MachineFeatures:
     """
 
     def __init__(self, machine: str, taps: tuple[int, ...] = LITE0_TAPS) -> None:
-        from icm.machines import get_machine
-
         if machine not in SUPPORTED:
             raise IcmError(f"the machine feature loss supports {', '.join(SUPPORTED)}, "
                            f"not {machine!r}")

@@ -54,7 +54,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.interpolate import Akima1DInterpolator, PchipInterpolator
 
 BD_METHODS = ("cubic", "pchip", "akima")
 MIN_OVERLAP = 0.5
@@ -172,6 +171,10 @@ def _integral(curve: _Curve, along: str, other: str, lo: float, hi: float, metho
     if method == "cubic":
         antiderivative = np.polyint(np.polyfit(x, y, 3))
         return float(np.polyval(antiderivative, hi) - np.polyval(antiderivative, lo))
+    # scipy.interpolate takes 0.3 s to import: loaded when a curve is integrated, not with
+    # every ``icm`` command
+    from scipy.interpolate import Akima1DInterpolator, PchipInterpolator
+
     if method == "akima" and x.size > 2:
         return float(Akima1DInterpolator(x, y).integrate(lo, hi))
     # PCHIP with two points is the straight line between them, which is also what Akima means

@@ -23,6 +23,7 @@ from icm.errors import IcmError
 from icm.fileio import read_input, refuse_overwriting_input, write_atomic
 from icm.image import DEFAULT_MAX_PIXELS, load_image, resize
 from icm.limits import DEFAULT_SIDE, DecodeSide
+from icm.machines.vocabularies import vocabulary_labels
 from icm.metrics import psnr
 from icm.pipeline.coding import Coded, decode_bytes, encode_image
 from icm.pipeline.point import CodecPoint
@@ -235,8 +236,6 @@ def _side_info_of(
 ) -> dict[str, Any]:
     """JSON for the resampling and tags side information; tag ids get their label names when
     icm ships the vocabulary."""
-    from icm.machines.vocabularies import vocabulary_labels
-
     info: dict[str, Any] = {}
     if resample is not None:
         info["resample"] = {

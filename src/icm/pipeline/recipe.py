@@ -49,9 +49,12 @@ import numpy as np
 
 from icm.codecs import Bitstream, Codec, get_codec
 from icm.container import PostRestore, Resample, Tags
+from icm.degrade.recognise import CLEAN, recognise_image, recogniser_fingerprint
 from icm.errors import IcmError
+from icm.image.datasets import content_hash
 from icm.image.resample import resize
 from icm.importance import ImportanceMap, ImportanceProvider, get_importance
+from icm.importance.allocation import MachineAllocator
 from icm.importance.apply import (
     APPLIER_VERSIONS,
     DEFAULT_BLUR_STRENGTH,
@@ -59,6 +62,7 @@ from icm.importance.apply import (
     delta_qp_map,
     prefilter,
 )
+from icm.machines import get_machine
 from icm.pipeline.point import CodecPoint, RecipeError, Tool, parse_point
 
 FIT, FOR, TAGS, RESTORE = "fit", "for", "tags", "restore"
@@ -149,8 +153,6 @@ class Recipe:
 
     def _machine(self, name: str) -> Any:
         if name not in self._machines:
-            from icm.machines import get_machine
-
             self._machines[name] = get_machine(name)
         return self._machines[name]
 
@@ -244,8 +246,6 @@ class Recipe:
     def _restore(self, prepared: Prepared, codec: Codec) -> None:
         """Recognise the damage on the uncoded image, then restore it now (edge) or have the
         decoder do it (server, joint) through the container's RESTORE field."""
-        from icm.degrade.recognise import CLEAN
-
         restore_decoded = _restore_api().restore_decoded
         assert self.restore is not None
         key, seen = self._recognise(prepared.image)
@@ -264,9 +264,6 @@ class Recipe:
     def _recognise(self, image: np.ndarray) -> tuple[str, Any]:
         """(pixel hash, the recogniser's reading) of ``image``, kept for the next call: every
         level of a point sees the same uncoded image."""
-        from icm.degrade.recognise import recognise_image
-        from icm.image.datasets import content_hash
-
         key = content_hash(image)
         if self._seen is None or self._seen[0] != key:
             self._seen = (key, recognise_image(image))
@@ -351,8 +348,6 @@ def _restore_api() -> Any:
 
 @cache
 def _restore_fingerprint(model: str) -> str:
-    from icm.degrade.recognise import recogniser_fingerprint
-
     api = _restore_api()
     return f"recogniser:{recogniser_fingerprint()},{model}:" \
         f"{api.model_fingerprint(api.shipped_model_path(model))}"
@@ -365,8 +360,6 @@ def _provider(text: str) -> ImportanceProvider:
 
 @cache
 def _allocator(machine: str, strength: float | None) -> Any:
-    from icm.importance.allocation import MachineAllocator
-
     return MachineAllocator(machine, strength)
 
 
@@ -392,8 +385,6 @@ def machine_tools(
     ``--importance`` text reads as a tool in a point does; ``--strength`` replaces its
     strength.
     """
-    from icm.machines import get_machine
-
     target = get_machine(machine) if machine else None
     tools: list[Tool] = []
     if target is not None and importance is None and fit:

@@ -3,9 +3,7 @@ a condition may take.
 
 The command line reads its options' defaults from :class:`RestoreTrainConfig`, so this module
 is imported by every ``icm`` call, and keeps that cheap: torch loads only with the network
-(:mod:`icm.restore.network`), and :mod:`icm.degrade` (which loads scipy.signal, about 0.6 s)
-only when a config is checked or its degradations listed; those two imports sit inside the
-functions for that reason.
+(:mod:`icm.restore.network`), which this module never imports.
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from icm.codecs import get_codec
+from icm.degrade import get_degradation, list_degradations
 from icm.errors import IcmError
 from icm.training.checkpoints import identity_of
 
@@ -32,8 +31,6 @@ class RestoreTrainError(IcmError):
 
 def all_degradations() -> tuple[str, ...]:
     """Every registered degradation's name: what training covers unless told otherwise."""
-    from icm.degrade import list_degradations  # scipy.signal: see the module docstring
-
     return tuple(cls.name for cls in list_degradations())
 
 
@@ -75,8 +72,6 @@ class RestoreTrainConfig:
     threads: int = 0
 
     def check(self) -> None:
-        from icm.degrade import get_degradation  # scipy.signal: see the module docstring
-
         low, high = self.strengths
         if not 0.0 <= low <= high <= 1.0:
             raise RestoreTrainError(f"strengths {low}..{high} must satisfy 0 <= low <= high <= 1")

@@ -41,6 +41,7 @@ from icm.bench.worker import (
 )
 from icm.errors import IcmError
 from icm.image.datasets import DatasetImage
+from icm.machines import get_machine
 from icm.pipeline import CodecPoint
 
 RETRIES = 3  # restarts of a dead actor, and re-runs of a task or call whose worker died
@@ -134,8 +135,6 @@ class RayExecutor(Executor):
     def pool(self, name: str) -> list[Any]:
         """The actors of one machine, started on first use."""
         if name not in self.pools:
-            from icm.machines import get_machine
-
             gpu = get_machine(name).wants_gpu and self.gpus > 0
             # As many copies as the local executor would hold (one per worker), or one per GPU.
             count = self.actors_per_machine or (self.gpus if gpu else self.workers)

@@ -18,6 +18,7 @@ from icm.bench.report.output import ReportFolder
 from icm.bench.report.run_data import RunData
 from icm.bench.worker import cache_path
 from icm.errors import IcmError
+from icm.image.datasets import content_hash, image_from_id
 from icm.pipeline import read_coded
 
 #: Side of the square centre crop shown for worst cases (the whole image when it is smaller).
@@ -96,8 +97,6 @@ def load_pristine(run: RunData, image_sha: str) -> np.ndarray:
     """Reload an image from its ``images.source`` and check it is the benchmarked one; a
     view or a degraded image is rebuilt from its id, and a degraded one is shown by its clean
     reference, which is what its rows were scored against."""
-    from icm.image.datasets import content_hash, image_from_id
-
     row = run.images.get(image_sha)
     if row is None:
         raise CropSkipped("image not in the images table")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from icm.bench.ledger import Ledger
+from icm.image import DEFAULT_MAX_PIXELS
 
 
 @dataclass
@@ -44,7 +45,5 @@ class RunData:
 
     def max_pixels(self) -> int:
         """The largest pixel limit any run allowed, so every benchmarked image reloads."""
-        from icm.image import DEFAULT_MAX_PIXELS
-
         limits = [json.loads(r["config_json"]).get("max_pixels") or 0 for r in self.runs]
         return max([DEFAULT_MAX_PIXELS, *limits])

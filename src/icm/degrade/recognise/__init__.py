@@ -16,10 +16,10 @@ modules, each depending only on the ones before it:
 
 from icm.degrade.recognise.features import (
     CROP_SIDE,
-    FEATURE_NAMES,
     FEATURE_VERSION,
     MIN_SIDE,
     VIEW_SIDE,
+    feature_names,
     image_features,
 )
 from icm.degrade.recognise.model import (
@@ -39,6 +39,10 @@ from icm.degrade.recognise.train import (
     train_recogniser,
     training_samples,
 )
+from icm.lazy import lazy_exports
+
+# FEATURE_NAMES is computed on first use (features.feature_names), not on import
+__getattr__ = lazy_exports(__name__, {"FEATURE_NAMES": "icm.degrade.recognise.features"})
 
 __all__ = [
     "CLEAN",
@@ -52,6 +56,7 @@ __all__ = [
     "ImageSource",
     "Recogniser",
     "Recognition",
+    "feature_names",
     "fit_recogniser",
     "get_recogniser",
     "image_features",

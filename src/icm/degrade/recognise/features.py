@@ -22,11 +22,12 @@ shorter side is at most 256.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
 import numpy as np
-from scipy import fft, ndimage, signal
+from scipy import fft, ndimage
 
 from icm.degrade.base import check_rgb
 from icm.degrade.blur import line_kernel
@@ -47,7 +48,7 @@ def image_features(rgb: np.ndarray) -> np.ndarray:
     """The recogniser's feature vector for an ``(H, W, 3)`` uint8 image: finite, fixed length.
 
     Any size works: tiny images are padded, large ones cropped (pixel-level statistics) and
-    shrunk (scene-level ones). The order is :data:`FEATURE_NAMES`.
+    shrunk (scene-level ones). The order is :func:`feature_names`.
     """
     return np.array(list(_named_features(rgb).values()), dtype=np.float64)
 
@@ -289,6 +290,8 @@ def _rain_features(view: np.ndarray) -> dict[str, float]:
 
     def coherence(angle_from_vertical: float) -> float:
         kernel = line_kernel(length, math.radians(90.0 + angle_from_vertical))
+        from scipy import signal  # 0.3 s to import: only when features are computed
+
         along = signal.fftconvolve(thin, kernel / kernel.sum(), mode="same")
         return float((along * along).mean()) / energy
 
@@ -350,7 +353,17 @@ def _round_blobs(mask: np.ndarray) -> float:
     return math.log1p(int(((sizes >= 3) & (fill > 0.5)).sum()))
 
 
-#: the names of :func:`image_features`' entries, in order
-FEATURE_NAMES: tuple[str, ...] = tuple(
-    _named_features(np.full((MIN_SIDE, MIN_SIDE, 3), 128, np.uint8)))
+@functools.cache
+def feature_names() -> tuple[str, ...]:
+    """The names of :func:`image_features`' entries, in order: read off a grey image the
+    first time they are asked for (not on import, which would load scipy.signal, 0.3 s, on
+    every ``icm`` call)."""
+    return tuple(_named_features(np.full((MIN_SIDE, MIN_SIDE, 3), 128, np.uint8)))
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``FEATURE_NAMES``, the constant :func:`feature_names` computes on first use."""
+    if name == "FEATURE_NAMES":
+        return feature_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

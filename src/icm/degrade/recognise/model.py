@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from icm.degrade.recognise.features import FEATURE_NAMES, FEATURE_VERSION, image_features
+from icm.degrade.recognise.features import FEATURE_VERSION, feature_names, image_features
 from icm.degrade.registry import DEGRADATIONS
 from icm.errors import IcmError
 from icm.fileio import file_digest, read_input, write_atomic
@@ -113,7 +113,7 @@ class Recogniser:
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         np.savez_compressed(
-            buffer, classes=np.array(self.classes), feature_names=np.array(FEATURE_NAMES),
+            buffer, classes=np.array(self.classes), feature_names=np.array(feature_names()),
             feature_version=np.array(self.feature_version), mean=self.mean, scale=self.scale,
             weights=self.weights, bias=self.bias, strength_weights=self.strength_weights,
             strength_bias=self.strength_bias)
@@ -151,14 +151,14 @@ class Recogniser:
             raise BadModelError(f"recogniser model is for feature version "
                                 f"{model.feature_version}, this icm computes version "
                                 f"{FEATURE_VERSION}: train it again", path)
-        if names != FEATURE_NAMES:
+        if names != feature_names():
             raise BadModelError("recogniser model was fitted on other features than this icm "
                                 "computes: train it again", path)
         model._check(path)
         return model
 
     def _check(self, path: str | os.PathLike[str]) -> None:
-        n_classes, n_features = len(self.classes), len(FEATURE_NAMES)
+        n_classes, n_features = len(self.classes), len(feature_names())
         shapes = {"mean": (n_features,), "scale": (n_features,),
                   "weights": (n_classes, n_features), "bias": (n_classes,),
                   "strength_weights": (n_classes, n_features), "strength_bias": (n_classes,)}

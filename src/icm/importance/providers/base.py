@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from icm.importance.maps import DEFAULT_BLOCK, ImportanceMap
+from icm.machines import MACHINES, UnknownMachineError, get_machine, parse_machine
 
 
 class ImportanceProvider(ABC):
@@ -57,8 +58,6 @@ class MachineProvider(ImportanceProvider):
 
     @classmethod
     def unavailable_reason(cls, argument: str | None) -> str | None:
-        from icm.machines import MACHINES, UnknownMachineError, parse_machine
-
         try:
             spec = parse_machine(argument or cls.default_argument or "")
         except UnknownMachineError as error:
@@ -75,7 +74,5 @@ class MachineProvider(ImportanceProvider):
 
     def machine(self) -> Any:
         if self._machine is None:
-            from icm.machines import get_machine
-
             self._machine = get_machine(self.argument or self.default_argument or "")
         return self._machine
