@@ -40,7 +40,6 @@ import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,15 +54,11 @@ from icm.adapt.gate import GateEntry, decide, gate_key
 from icm.adapt.views import Views, build_views, head
 from icm.image.datasets import DatasetImage, open_dataset
 from icm.machines import get_machine
-from icm.training import Outcome, Progress, Settings, resume, run
+from icm.training import Outcome, Progress, Settings, TrainedRun, resume, run
 
 
 @dataclass
-class TrainResult:
-    out: Path
-    steps: int
-    resumed_from: int
-    losses: list[float]
+class TrainResult(TrainedRun):
     val_before: float | None
     val_after: float | None
     pairs: int
@@ -71,19 +66,14 @@ class TrainResult:
     curve: list[dict] = field(default_factory=list)
     gate: dict[str, GateEntry] | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """The run as ``icm adapt train --json`` prints it."""
+    def figures(self) -> dict[str, Any]:
         gate = self.gate
-        return {
-            "out": str(self.out), "steps": self.steps, "best_step": self.best_step,
-            "resumed_from": self.resumed_from, "pairs": self.pairs,
-            "first_loss": self.losses[0] if self.losses else None,
-            "last_loss": self.losses[-1] if self.losses else None,
-            "val_before": self.val_before, "val_after": self.val_after,
-            "gate_open": None if gate is None else sorted(k for k, e in gate.items() if e.open),
-            "gate_shut": None if gate is None else sorted(k for k, e in gate.items()
-                                                          if not e.open),
-        }
+        return {"best_step": self.best_step, "pairs": self.pairs,
+                "val_before": self.val_before, "val_after": self.val_after,
+                "gate_open": None if gate is None else sorted(k for k, e in gate.items()
+                                                              if e.open),
+                "gate_shut": None if gate is None else sorted(k for k, e in gate.items()
+                                                              if not e.open)}
 
 
 def train_adapter(config: TrainConfig, progress: Progress | None = None) -> TrainResult:

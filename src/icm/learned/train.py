@@ -50,26 +50,18 @@ from icm.learned.config import SHIPPED, LearnedTrainConfig, LearnedTrainError
 from icm.learned.files import load_model, save_model, shipped_model
 from icm.learned.network import LATENT_STRIDE, Architecture, LicNet, parameter_count
 from icm.machines.features import MachineFeatures, feature_distortion
-from icm.training import Progress, Schedule, Settings, load_photos, resume, run
+from icm.training import Progress, Schedule, Settings, TrainedRun, load_photos, resume, run
 
 
 @dataclass
-class TrainResult:
-    out: Path
-    steps: int
-    resumed_from: int
-    losses: list[float]
+class TrainResult(TrainedRun):
     wall_s: float
     parameters: int
     images: int
 
-    def to_json(self) -> dict[str, Any]:
-        """What ``icm learned train --json`` prints: the run, without every step's loss."""
-        return {"out": str(self.out), "steps": self.steps, "resumed_from": self.resumed_from,
-                "images": self.images, "parameters": self.parameters,
-                "wall_s": round(self.wall_s, 1),
-                "first_loss": self.losses[0] if self.losses else None,
-                "last_loss": self.losses[-1] if self.losses else None}
+    def figures(self) -> dict[str, Any]:
+        return {"images": self.images, "parameters": self.parameters,
+                "wall_s": round(self.wall_s, 1)}
 
 
 def load_images(specs: Sequence[str], crop: int, limit: int = 0) -> list[np.ndarray]:

@@ -46,7 +46,7 @@ from icm.metrics import psnr
 from icm.restore.config import UNKNOWN, RestoreTrainConfig, RestoreTrainError
 from icm.restore.files import RestoreInfo, load_model, save_model
 from icm.restore.network import Architecture, RestoreNet, parameter_count
-from icm.training import Progress, Schedule, Settings, load_photos, resume, run
+from icm.training import Progress, Schedule, Settings, TrainedRun, load_photos, resume, run
 
 #: the largest context window a degradation is applied to before cropping
 MAX_CONTEXT = 256
@@ -64,23 +64,15 @@ class Batch:
 
 
 @dataclass
-class TrainResult:
-    out: Path
-    steps: int
-    resumed_from: int
-    losses: list[float]
+class TrainResult(TrainedRun):
     val_before: dict[str, float] | None
     val_after: dict[str, float] | None
     wall_s: float
     parameters: int
     images: int
 
-    def to_json(self) -> dict[str, Any]:
-        """What ``icm restore train --json`` prints: the run, without every step's loss."""
-        return {"out": str(self.out), "steps": self.steps, "resumed_from": self.resumed_from,
-                "images": self.images, "parameters": self.parameters, "wall_s": self.wall_s,
-                "first_loss": self.losses[0] if self.losses else None,
-                "last_loss": self.losses[-1] if self.losses else None,
+    def figures(self) -> dict[str, Any]:
+        return {"images": self.images, "parameters": self.parameters, "wall_s": self.wall_s,
                 "val_before": self.val_before, "val_after": self.val_after}
 
 

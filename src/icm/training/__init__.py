@@ -3,7 +3,7 @@ resumable checkpoints, and the photos training reads. A trainer keeps only its m
 batches and its loss."""
 
 from icm.training.checkpoints import load_checkpoint, save_checkpoint
-from icm.training.loop import Outcome, Progress, Settings, Task, resume, run
+from icm.training.loop import Outcome, Progress, Settings, Task, TrainedRun, resume, run
 from icm.training.photos import load_photos
 from icm.training.schedule import Schedule
 
@@ -13,6 +13,7 @@ __all__ = [
     "Schedule",
     "Settings",
     "Task",
+    "TrainedRun",
     "load_checkpoint",
     "load_photos",
     "resume",

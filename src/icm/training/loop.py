@@ -69,6 +69,29 @@ class Settings:
 
 
 @dataclass
+class TrainedRun:
+    """What every trainer returns: where its model went, its steps, where this run resumed,
+    and its losses; each trainer's subclass adds its own figures (:meth:`figures`)."""
+
+    out: Path
+    steps: int
+    resumed_from: int
+    losses: list[float]
+
+    def figures(self) -> dict[str, Any]:
+        """The trainer's own figures for :meth:`to_json` (photos, parameters, validation)."""
+        return {}
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``icm ... train --json`` prints: the run, its figures, and its first and last
+        loss rather than every step's."""
+        return {"out": str(self.out), "steps": self.steps, "resumed_from": self.resumed_from,
+                **self.figures(),
+                "first_loss": self.losses[0] if self.losses else None,
+                "last_loss": self.losses[-1] if self.losses else None}
+
+
+@dataclass
 class Outcome:
     """What a run of the loop did: where it started, every loss so far, the wall time."""
 

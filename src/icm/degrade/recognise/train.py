@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 from scipy import optimize
@@ -182,24 +182,26 @@ def _random_window(picture: np.ndarray, side: int, rng: np.random.Generator) -> 
     return np.ascontiguousarray(picture[top:top + side, left:left + side])
 
 
-def train_recogniser(
-    images: ImageSource | Iterable[ImageSource],
-    strengths: Sequence[float] = (0.3, 0.7),
-    seed: int = 0,
-    names: Sequence[str] | None = None,
-    crop: int | None = None,
-    crops_per_image: int = 1,
-    l2: float = 1e-3,
-    progress: Callable[[int, int], None] | None = None,
-    rescaled_views: int = 0,
-) -> Recogniser:
+class Sampling(TypedDict, total=False):
+    """:func:`training_samples`' settings, which :func:`train_recogniser` passes on."""
+
+    strengths: Sequence[float]
+    seed: int
+    names: Sequence[str] | None
+    crop: int | None
+    crops_per_image: int
+    progress: Callable[[int, int], None] | None
+    rescaled_views: int
+
+
+def train_recogniser(images: ImageSource | Iterable[ImageSource], l2: float = 1e-3,
+                     **sampling: Unpack[Sampling]) -> Recogniser:
     """Train a recogniser on clean photos and their synthetic degradations; deterministic.
 
     ``images`` is a dataset spec (a folder, a list file, ``"samples"``), or a list of specs,
     image files, ``DatasetImage``s or arrays. See :func:`training_samples` for what is
-    generated and :func:`fit_recogniser` for the fit.
+    generated from them (``sampling``) and :func:`fit_recogniser` for the fit.
     """
-    features, labels, values = training_samples(images, strengths, seed, names, crop,
-                                                crops_per_image, progress, rescaled_views)
-    return fit_recogniser(features, labels, values, _class_names(names), l2=l2)
+    features, labels, values = training_samples(images, **sampling)
+    return fit_recogniser(features, labels, values, _class_names(sampling.get("names")), l2=l2)
 
