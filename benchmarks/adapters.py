@@ -476,7 +476,13 @@ def main() -> int:
                         help="only the first N photos of each set (a quick check)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: the machine's cores are shared)")
+    parser.add_argument("--first-stage", type=int, default=None,
+                        help="the first Lite0 stage with an adapter for every recipe and the "
+                             "baseline (default: TrainConfig's, 2); earlier stages cost CPU "
+                             "time and larger stored views")
     args = parser.parse_args()
+    if args.first_stage is not None:  # only when asked: the runs' digests stay as they were
+        COMMON["first_stage"] = BASELINE["first_stage"] = args.first_stage
     if args.replot:
         report = json.loads((HERE / "results" / f"adapters{args.tag}.json").read_text())
         plot_curves(report["folds"], HERE / "results" / f"adapters{args.tag}.png")
