@@ -17,6 +17,8 @@ Run it in two trees and compare the files::
     python benchmarks/identical.py --out /tmp/after.json
     cmp /tmp/before.json /tmp/after.json && echo identical
 
+A worktree outside the checkout's folder does not see ``../shared``: give both runs
+``ICM_MODELS_DIR=<shared>/models`` so that the same machines (NanoDet) join the default bench.
 ``--only bench`` (or ``learned,restore,adapters``) limits it. Needs the bench extra (torch,
 EfficientNet-Lite0); about 2 minutes without the bench and 6 with it on two CPU cores.
 """

@@ -8,7 +8,6 @@ fast (the options' defaults come from the torch-free ``icm.learned.config``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -167,11 +166,8 @@ def info_command(
                                                  "one.")] = None,
     as_json: BareJsonFlag = False,
 ) -> None:
-    """A model file's architecture and training record."""
+    """A model file's architecture and training record (JSON with or without --json: the
+    record is nested, and indented JSON is its readable form too, as for ``icm adapt info``)."""
     from icm.learned.files import describe_model
 
-    record = describe_model(model)
-    if as_json:
-        emit_json(record)
-        return
-    out.print(json.dumps(record, indent=2), highlight=False)
+    emit_json(describe_model(model))
