@@ -15,9 +15,7 @@ an order that changes from process to process, and the same model must get the s
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,17 +26,17 @@ from icm.errors import IcmError
 from icm.learned.network import Architecture, LicNet, parameter_count
 from icm.training.weights import (
     Metadata,
+    check_hashed,
     check_tensors,
     load_module,
     positive,
     read_unchecked,
-    save_tensors,
+    save_hashed,
     shown,
 )
 
 FORMAT = "icm-lic/1"
 PREFIX = "icm-lic"
-_HASHED = re.compile(r"-([0-9a-f]{8})\.safetensors$")
 
 
 class LearnedModelError(IcmError):
@@ -73,38 +71,17 @@ class ModelInfo:
         return cls(Architecture.from_json(sizes), metadata.value("trained", dict, {}))
 
 
-def content_digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
-    """SHA-256 of a model's tensors and metadata, independent of their order in the file."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{list(tensor.shape)}|".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    digest.update(json.dumps(metadata, sort_keys=True).encode())
-    return digest.hexdigest()
-
-
 def save_model(folder: Path, net: LicNet, trained: dict) -> Path:
     """Write ``folder/icm-lic-<hash8>.safetensors`` (float16) and return its path."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.to(torch.float16) for k, v in net.state_dict().items()}
-    metadata = ModelInfo(net.arch, trained).metadata()
-    final = folder / f"{PREFIX}-{content_digest(tensors, metadata)[:8]}.safetensors"
-    save_tensors(final, tensors, metadata)
-    return final
+    return save_hashed(folder, PREFIX, tensors, ModelInfo(net.arch, trained).metadata())
 
 
 def load_model(path: Path) -> tuple[LicNet, ModelInfo]:
     """The network in a file, in float32 eval mode, after checking the file against its name."""
     path = Path(path)
     tensors, metadata = read_unchecked(path, "icm-lic model", LearnedModelError)
-    digest = content_digest(tensors, dict(metadata.fields))
-    match = _HASHED.search(path.name)
-    if match and not digest.startswith(match.group(1)):
-        raise LearnedModelError(
-            "file does not match the hash in its name (corrupted or altered); download or "
-            "train it again", path)
+    digest = check_hashed(path, tensors, metadata, LearnedModelError)
     check_tensors(tensors, "icm-lic model", path, LearnedModelError)
     info = replace(ModelInfo.from_metadata(metadata), digest=digest)
     net = load_module(lambda: LicNet(info.arch), tensors, "icm-lic model", path,

@@ -11,6 +11,7 @@ too large, nested too deep for Python's parser, or of the wrong JSON type (``"no
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -35,6 +36,8 @@ BUILD_ERRORS = (RuntimeError, ValueError, TypeError, IndexError, OverflowError)
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
 _BRACKETS = re.compile(r"[\[\]{}]")
 _REQUIRED = object()
+#: a hash-named file's name ends ``-<8 hex digits>.safetensors``
+_HASHED = re.compile(r"-([0-9a-f]{8})\.safetensors$")
 
 
 def save_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str]) -> None:
@@ -42,6 +45,46 @@ def save_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str]) 
 
     contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     write_atomic(Path(path), save(contiguous, metadata=metadata))
+
+
+def content_digest(tensors: Mapping[str, Any], metadata: Mapping[str, str]) -> str:
+    """SHA-256 of a model's tensors and metadata, independent of their order in the file.
+
+    Not of the file's bytes: safetensors writes its header's keys in an order that changes
+    from process to process, and the same model must get the same name."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{list(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    digest.update(json.dumps(dict(metadata), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def save_hashed(folder: Path, prefix: str, tensors: dict[str, Any],
+                metadata: dict[str, str]) -> Path:
+    """Write ``folder/<prefix>-<hash8>.safetensors`` (as CompressAI names its zoo weights)
+    and return its path: a file is then checked against its own name on reading."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{prefix}-{content_digest(tensors, metadata)[:8]}.safetensors"
+    save_tensors(final, tensors, metadata)
+    return final
+
+
+def check_hashed(path: Path, tensors: Mapping[str, Any], metadata: Metadata,
+                 error: type[IcmError]) -> str:
+    """The content digest of a file's tensors and metadata; a file whose name carries a
+    hash it does not match is a one-line ``error`` (a corrupted or altered file would
+    otherwise load as quietly wrong weights)."""
+    digest = content_digest(tensors, dict(metadata.fields))
+    match = _HASHED.search(Path(path).name)
+    if match and not digest.startswith(match.group(1)):
+        raise error("file does not match the hash in its name (corrupted or altered); "
+                    "download or train it again", path)
+    return digest
 
 
 def read_tensors(path: Path, what: str, error: type[IcmError]
