@@ -26,7 +26,7 @@ FLOORS: dict[str, int] = {
     "bench": 5,
     "pipeline": 4,
     "importance": 3, "learned": 3, "adapt": 3, "restore": 3, "machines": 3, "container": 3,
-    "degrade": 3,
+    "degrade": 3, "preedit": 3,
     "codecs": 2, "image": 2, "metrics": 2, "training": 2,
     "errors": 0, "lazy": 0, "spec": 1, "limits": 1, "registry": 1, "plugins": 0, "fileio": 1,
     "__init__": 0,  # icm/__init__.py holds only the version: any room may read it
@@ -34,7 +34,8 @@ FLOORS: dict[str, int] = {
 #: arrows among the middle floor's rooms: which may import which (a DAG, checked below)
 SAME_FLOOR_ALLOWED = {
     ("importance", "machines"), ("learned", "machines"), ("adapt", "machines"),
-    ("restore", "machines"), ("restore", "degrade"), ("importance", "container"),
+    ("restore", "machines"), ("restore", "degrade"), ("preedit", "machines"),
+    ("importance", "container"),
     ("restore", "container"), ("codecs", "image"), ("training", "image"),
     ("limits", "errors"), ("registry", "errors"), ("fileio", "errors"),
     ("registry", "plugins"), ("spec", "errors"),

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from icm import __version__
 from icm.bench.demo import run_demo
-from icm.cli import adapt, bench, degrade, learned, restore
+from icm.cli import adapt, bench, degrade, learned, preedit, restore
 from icm.cli.output import (
     JsonFlag,
     MaxPixels,
@@ -292,6 +292,7 @@ app.command("degrade")(degrade.degrade_command)
 app.command("recognise")(degrade.recognise_command)
 app.add_typer(adapt.app, name="adapt")
 app.add_typer(restore.app, name="restore")
+app.add_typer(preedit.app, name="preedit")
 app.add_typer(learned.app, name="learned")
 
 

@@ -8,6 +8,12 @@ order they run whatever order they are written in:
 ``fit=MACHINE``
     resample to the machine's input profile (:meth:`Machine.fit_size`); the container records
     the original size and decoding restores it.
+``preedit[=MODEL]``
+    the learned pre-editor (:mod:`icm.preedit`): a compact network, trained through a proxy
+    of the codec on rate plus the machine's distortion, changes the (fitted) pixels before
+    the codec sees them, told the codec's family and the level's quantiser step; the shipped
+    editor is trained for EfficientNet-Lite0. Before ``for``, it runs on the image fitted
+    to ``for``'s machine.
 ``<provider>[=ARG][~STRENGTH]``
     an importance map from a provider (``saliency``, ``sensitivity=MACHINE``, ``text``,
     ``clip-attention=MODEL``, ``prompt=TEXT``), applied as a delta-QP map when the codec takes
@@ -64,8 +70,11 @@ from icm.importance.apply import (
 )
 from icm.machines import get_machine
 from icm.pipeline.point import CodecPoint, RecipeError, Tool, parse_point
+from icm.preedit.config import family_of
 
-FIT, FOR, TAGS, RESTORE = "fit", "for", "tags", "restore"
+FIT, FOR, TAGS, RESTORE, PREEDIT = "fit", "for", "tags", "restore", "preedit"
+#: tools that are not importance maps (one importance map at most per point)
+STEPS = (FIT, FOR, TAGS, RESTORE, PREEDIT)
 PLACEMENTS = ("edge", "server", "joint")
 DEFAULT_TAGGER = "classify"
 DEFAULT_TAG_COUNT = 3
@@ -86,6 +95,7 @@ class Prepared:
     restore: PostRestore | None = None  # restoration the decoder runs (server, joint)
     restored: dict[str, Any] | None = None  # what the restore tool saw and did
     allocation: dict[str, Any] | None = None  # what the for tool measured and decided
+    preedit: dict[str, Any] | None = None  # which editor changed the pixels, and how much
     bitstream: Bitstream | None = None  # an encode a tool already made and chose (for)
 
     def describe(self) -> dict[str, Any]:
@@ -97,6 +107,8 @@ class Prepared:
             record["applier"] = {"kind": self.applier, "strength": self.strength}
         if self.allocation is not None:
             record["allocation"] = self.allocation
+        if self.preedit is not None:
+            record["preedit"] = self.preedit
         return record
 
 
@@ -108,7 +120,7 @@ class Recipe:
         self.tools = tuple(tool if isinstance(tool, Tool) else Tool.parse(tool)
                            for tool in tools)
         names = [tool.name for tool in self.tools]
-        for name in (FIT, FOR, TAGS, RESTORE):
+        for name in STEPS:
             if names.count(name) > 1:
                 raise RecipeError(f"tool {name!r} is given twice")
         by_name = {tool.name: tool for tool in self.tools}
@@ -116,12 +128,13 @@ class Recipe:
         self.tags = by_name.get(TAGS)
         self.restore = by_name.get(RESTORE)
         self.target = by_name.get(FOR)
+        self.preedit = by_name.get(PREEDIT)
         if self.restore is not None and self.restore.argument not in PLACEMENTS:
             raise RecipeError(f"tool 'restore' needs where: restore={'|'.join(PLACEMENTS)}")
         # the last image's (pixel hash, recognition) and (pixel hash, edge restoration)
         self._seen: tuple[str, Any] | None = None
         self._edge: tuple[str, np.ndarray] | None = None
-        importance = [tool for tool in self.tools if tool.name not in (FIT, FOR, TAGS, RESTORE)]
+        importance = [tool for tool in self.tools if tool.name not in STEPS]
         if len(importance) > 1:
             listed = ", ".join(str(tool) for tool in importance)
             raise RecipeError(f"one importance map per point, got {listed}")
@@ -144,6 +157,10 @@ class Recipe:
         for tool in (self.fit, self.tags):
             if tool is not None:
                 self._machine(tool.argument or DEFAULT_TAGGER)
+        if self.preedit is not None:  # a missing or bad model file fails here
+            if self.preedit.strength is not None:
+                raise RecipeError("tool 'preedit' takes a model (preedit=PATH), not a ~strength")
+            _preedit_api().get_editor(self.preedit.argument)
 
     def __bool__(self) -> bool:
         return bool(self.tools)
@@ -162,6 +179,12 @@ class Recipe:
         shown = (FIT, TAGS, RESTORE)
         return "+".join(str(tool) for tool in self.tools if tool.name not in shown) or None
 
+    def check(self, codec: Codec) -> None:
+        """Refuse, before any work, tools that cannot serve ``codec`` (the pre-editor knows
+        JPEG and the QP-scaled video codecs only)."""
+        if self.preedit is not None:
+            family_of(codec)
+
     def fingerprint(self, codec: Codec) -> str:
         """Everything that shapes what the recipe makes for ``codec`` (with its default
         options): tools, models, weights, and the revision of the applier it gets."""
@@ -178,6 +201,8 @@ class Recipe:
             parts.append(self._allocator.fingerprint())
         if self.restore is not None:
             parts.append(_restore_fingerprint(self._restore_model(codec)))
+        if self.preedit is not None:
+            parts.append(f"preedit:{_preedit_api().fingerprint(self.preedit.argument)}")
         return "|".join(parts)
 
     def prepare(
@@ -191,22 +216,39 @@ class Recipe:
             self._restore(prepared, codec)
         if self.tags is not None:
             prepared.tags = self._tag(prepared.image)
+        source_shape = prepared.image.shape[:2]
         if self.fit is not None:
-            prepared.image, prepared.resample = self._fit(prepared.image)
+            prepared.image, prepared.resample = self._fit(prepared.image, self.fit.argument)
+        if self.preedit is not None:
+            if self._allocator is not None:  # the editor works at the machine's input size
+                prepared.image, prepared.resample = self._fit(prepared.image,
+                                                              self.target.argument)
+            self._preedit(prepared, codec, level)
         if self.importance is not None and self._provider is not None:
             self._apply_importance(prepared, codec)
         if self._allocator is not None:
-            self._allocate(prepared, codec, level)
+            self._allocate(prepared, codec, level, source_shape)
         return prepared
 
-    def _allocate(self, prepared: Prepared, codec: Codec, level: str | None) -> None:
-        """``for=MACHINE``: fit (or smaller), then the RD offsets (or their prefilter)."""
+    def _preedit(self, prepared: Prepared, codec: Codec, level: str | None) -> None:
+        """``preedit[=MODEL]``: the editor's pixels replace the image the codec will code."""
+        assert self.preedit is not None
+        api = _preedit_api()
+        before = prepared.image
+        prepared.image = api.edit_image(before, codec, level, self.preedit.argument)
+        change = np.abs(prepared.image.astype(np.int16) - before.astype(np.int16))
+        prepared.preedit = {"model": api.fingerprint(self.preedit.argument),
+                            "mean_abs_change": round(float(change.mean()), 3)}
+
+    def _allocate(self, prepared: Prepared, codec: Codec, level: str | None,
+                  source_shape: tuple[int, ...]) -> None:
+        """``for=MACHINE``: fit (or smaller), then the RD offsets (or their prefilter);
+        ``source_shape`` is the image's size before any tool resampled it."""
         allocator = self._allocator
-        original_shape = prepared.image.shape[:2]
         plan = allocator.allocate(prepared.image, codec, level, prepared.options)
         prepared.image = plan.image
         height, width = plan.image.shape[:2]
-        if (height, width) != original_shape:
+        if (height, width) != source_shape:
             prepared.resample = Resample(width, height, RESAMPLE_FILTER)
         prepared.options = plan.coding_options(prepared.options)
         prepared.bitstream = plan.bitstream
@@ -224,9 +266,9 @@ class Recipe:
         vocabulary, ids = tagged
         return Tags(vocabulary, tuple(ids))
 
-    def _fit(self, image: np.ndarray) -> tuple[np.ndarray, Resample | None]:
-        assert self.fit is not None and self.fit.argument is not None
-        width, height = self._machine(self.fit.argument).fit_size(image)
+    def _fit(self, image: np.ndarray, machine: str | None) -> tuple[np.ndarray, Resample | None]:
+        assert machine is not None
+        width, height = self._machine(machine).fit_size(image)
         if (height, width) == image.shape[:2]:
             return image, None
         return resize(image, width, height), Resample(width, height, RESAMPLE_FILTER)
@@ -313,7 +355,8 @@ def parse_points(
     points: dict[str, CodecPoint] = {}
     for item in items:
         expanded = _expand(parse_point(item, bare=True), levels, bpps)
-        recipe_for(expanded[0].tools)  # unknown tools fail here, before any work
+        # unknown tools, and tools the codec cannot take, fail here, before any work
+        recipe_for(expanded[0].tools).check(get_codec(expanded[0].codec))
         points.update((str(point), point) for point in expanded)
     if not points:
         raise IcmError("no codec points to run: give --codecs")
@@ -342,6 +385,16 @@ def _restore_api() -> Any:
         from icm.restore import api
     except ImportError as exc:
         raise RecipeError(f"tool 'restore' needs torch ({exc.name} is missing): "
+                          "pip install 'icm[adapt]'") from None
+    return api
+
+
+def _preedit_api() -> Any:
+    """``icm.preedit.api``, or a one-line error where torch (the adapt extra) is missing."""
+    try:
+        from icm.preedit import api
+    except ImportError as exc:
+        raise RecipeError(f"tool 'preedit' needs torch ({exc.name} is missing): "
                           "pip install 'icm[adapt]'") from None
     return api
 

@@ -1,0 +1,74 @@
+"""``edit_image``: a photo in, the photo the pre-editor would have the codec code, out.
+
+The editor runs on the encoder side only: the file it leads to is a standard bitstream of the
+edited pixels, and a decoder needs nothing from icm. It is told the codec's proxy family and
+the level's quantiser step (:func:`icm.preedit.config.condition`), so the same model edits
+lightly at fine levels and more at coarse ones.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from icm.codecs import Codec
+from icm.preedit.config import PreeditError, condition, family_of, level_value
+from icm.preedit.files import EditorInfo, load_model, shipped_model
+from icm.preedit.network import SHUFFLE, EditorNet
+
+
+def model_path(model: str | None) -> Path:
+    """The file a ``+preedit[=MODEL]`` tool names: the shipped editor when none is named."""
+    if model:
+        return Path(model).expanduser()
+    shipped = shipped_model()
+    if shipped is None:
+        raise PreeditError("no pre-editor ships with this installation; train one with "
+                           "icm preedit train and name it: +preedit=PATH")
+    return shipped
+
+
+@functools.cache
+def get_editor(model: str | None = None) -> tuple[EditorNet, EditorInfo]:
+    """The editor a tool names, loaded once per process."""
+    return load_model(model_path(model))
+
+
+def edit_image(rgb: np.ndarray, codec: Codec, level: str | None,
+               model: str | None = None) -> np.ndarray:
+    """``rgb`` (H, W, 3 uint8) as the editor changes it for ``codec`` at ``level`` (the
+    middle of the ladder for a bpp target), any size: padded to whole 4x4 patches by edge
+    replication, edited, cropped back and rounded."""
+    net, _ = get_editor(model)
+    family = family_of(codec)
+    state = torch.tensor([condition(family, level_value(codec, level))])
+    height, width = rgb.shape[:2]
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()[None] / 255.0
+    pad_h, pad_w = -height % SHUFFLE, -width % SHUFFLE
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    with torch.inference_mode():
+        edited = net(x, state)[0, :, :height, :width]
+    pixels = (edited.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+    return np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
+
+
+def fingerprint(model: str | None = None) -> str:
+    """What identifies an editor's effect: its content digest (first 16 hex digits)."""
+    return get_editor(model)[1].digest[:16]
+
+
+def describe_model(model: str | None = None) -> dict:
+    """What ``icm preedit info`` shows of an editor file (default: the shipped one)."""
+    from icm.preedit.network import parameter_count
+
+    path = model_path(model)
+    net, info = get_editor(model)
+    trained = {key: value for key, value in info.trained.items() if key != "losses"}
+    return {"file": str(path), "bytes": path.stat().st_size, "machine": info.machine,
+            "parameters": parameter_count(net), "architecture": info.arch.to_json(),
+            "digest": info.digest[:16], "trained": trained}
