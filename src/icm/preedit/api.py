@@ -16,9 +16,11 @@ import torch
 from torch.nn import functional as F
 
 from icm.codecs import Codec
+from icm.importance.fisher import machine_block_weights
+from icm.machines import get_machine
 from icm.preedit.config import PreeditError, condition, family_of, level_value
 from icm.preedit.files import EditorInfo, load_model, shipped_model
-from icm.preedit.network import SHUFFLE, EditorNet
+from icm.preedit.network import IMPORTANCE_BLOCK, SHUFFLE, EditorNet, relative_importance
 
 
 def model_path(model: str | None) -> Path:
@@ -38,13 +40,24 @@ def get_editor(model: str | None = None) -> tuple[EditorNet, EditorInfo]:
     return load_model(model_path(model))
 
 
+def importance_of(rgb: np.ndarray, machine: str) -> np.ndarray:
+    """The editor's importance input for ``rgb``: the machine's Fisher block map, relative
+    (:func:`icm.preedit.network.relative_importance`)."""
+    parts = get_machine(machine).torch_parts()
+    if parts is None:
+        raise PreeditError(f"the pre-editor needs a differentiable machine; {machine} is not")
+    return relative_importance(machine_block_weights(parts, rgb, IMPORTANCE_BLOCK))
+
+
 def edit_image(rgb: np.ndarray, codec: Codec, level: str | None,
                model: str | None = None) -> np.ndarray:
     """``rgb`` (H, W, 3 uint8) as the editor changes it for ``codec`` at ``level`` (the
-    middle of the ladder for a bpp target), any size: padded to whole 4x4 patches by edge
-    replication, edited, cropped back and rounded."""
-    net, _ = get_editor(model)
+    middle of the ladder for a bpp target), any size: its machine's importance map is
+    computed on it, the photo padded to whole 4x4 patches by edge replication, edited,
+    cropped back and rounded."""
+    net, info = get_editor(model)
     family = family_of(codec)
+    importance = torch.from_numpy(importance_of(rgb, info.machine))[None, None]
     state = torch.tensor([condition(family, level_value(codec, level))])
     height, width = rgb.shape[:2]
     x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()[None] / 255.0
@@ -52,7 +65,7 @@ def edit_image(rgb: np.ndarray, codec: Codec, level: str | None,
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
     with torch.inference_mode():
-        edited = net(x, state)[0, :, :height, :width]
+        edited = net(x, state, importance)[0, :, :height, :width]
     pixels = (edited.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
     return np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
 

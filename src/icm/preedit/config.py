@@ -93,6 +93,8 @@ class PreeditTrainConfig:
     families: tuple[str, ...] = FAMILIES
     #: the side of the square training crops, cut from photos fitted to the machine's input
     crop: int = 224
+    #: crops cut from each photo (with their importance maps) once, before training
+    crops_per_photo: int = 4
     batch: int = 6
     steps: int = 600
     lr: float = 1e-3

@@ -40,6 +40,7 @@ from icm.image.resample import resize
 from icm.machines import get_machine
 from icm.machines.classify import LITE0_TAPS
 from icm.machines.features import LITE0_HEAD, MachineFeatures
+from icm.preedit.api import importance_of
 from icm.preedit.config import (
     TRAIN_LEVELS,
     PreeditError,
@@ -59,6 +60,7 @@ VAL_LEVELS = {"jpeg": (10, 30, 60), "transform": (42, 37, 32)}
 @dataclass
 class Batch:
     crops: torch.Tensor  # (B, 3, crop, crop) in [0, 1]
+    importance: torch.Tensor  # (B, 1, rows, cols): the machine's relative block map
     tables: torch.Tensor  # (B, 2, 8, 8)
     conditions: torch.Tensor  # (B, 2)
     family: str
@@ -126,28 +128,57 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float() / 255.0
 
 
-def level_batch(crops: torch.Tensor, family: str, level: float) -> Batch:
+@dataclass
+class Crops:
+    """Training crops with their machine importance maps, computed once: the Fisher map
+    takes a forward and eight backward passes, which every step could not afford."""
+
+    pixels: torch.Tensor  # (N, 3, crop, crop)
+    importance: torch.Tensor  # (N, 1, rows, cols)
+
+
+def machine_crops(photos: Sequence[np.ndarray], config: PreeditTrainConfig, per_photo: int,
+                  seed: int, progress: Progress | None = None) -> Crops:
+    """``per_photo`` crops of each photo (the centre first, then places drawn from ``seed``)
+    and their importance maps."""
+    rng = np.random.default_rng([seed, 7])
+    pixels, maps = [], []
+    total = len(photos) * per_photo
+    for pi, photo in enumerate(photos):
+        height, width = photo.shape[:2]
+        for index in range(per_photo):
+            if index == 0:
+                top, left = (height - config.crop) // 2, (width - config.crop) // 2
+            else:
+                top = int(rng.integers(height - config.crop + 1))
+                left = int(rng.integers(width - config.crop + 1))
+            window = np.ascontiguousarray(photo[top : top + config.crop,
+                                                left : left + config.crop])
+            pixels.append(to_tensor(window))
+            maps.append(torch.from_numpy(importance_of(window, config.machine))[None])
+            if progress is not None:
+                progress("importance maps", pi * per_photo + index + 1, total)
+    return Crops(torch.stack(pixels), torch.stack(maps))
+
+
+def level_batch(crops: torch.Tensor, importance: torch.Tensor, family: str,
+                level: float) -> Batch:
     tables = torch.from_numpy(step_tables(family, level))[None].expand(len(crops), -1, -1, -1)
     conditions = torch.tensor([condition(family, level)]).expand(len(crops), -1)
-    return Batch(crops, tables.contiguous(), conditions.contiguous(), family, level)
+    return Batch(crops, importance, tables.contiguous(), conditions.contiguous(), family, level)
 
 
-def sample_batch(photos: Sequence[np.ndarray], config: PreeditTrainConfig, step: int) -> Batch:
-    """The batch of ``step``: a pure function of ``(config.seed, step)`` and the photos."""
+def sample_batch(crops: Crops, config: PreeditTrainConfig, step: int) -> Batch:
+    """The batch of ``step``: a pure function of ``(config.seed, step)`` and the crops."""
     rng = np.random.default_rng([config.seed, step])
     family = config.families[step % len(config.families)]
     low, high = TRAIN_LEVELS[family]
     level = float(rng.integers(low, high + 1))
-    crops = []
-    for _ in range(config.batch):
-        pixels = photos[int(rng.integers(len(photos)))]
-        height, width = pixels.shape[:2]
-        top = int(rng.integers(height - config.crop + 1))
-        left = int(rng.integers(width - config.crop + 1))
-        window = pixels[top : top + config.crop, left : left + config.crop]
-        window = window[:, ::-1] if rng.random() < 0.5 else window
-        crops.append(to_tensor(window))
-    return level_batch(torch.stack(crops), family, level)
+    chosen = rng.integers(len(crops.pixels), size=config.batch)
+    flips = rng.random(config.batch) < 0.5
+    pixels, maps = crops.pixels[chosen].clone(), crops.importance[chosen].clone()
+    pixels[flips], maps[flips] = pixels[flips].flip(-1), maps[flips].flip(-1)
+    return level_batch(pixels, maps, family, level)
 
 
 class EditorLoss:
@@ -180,7 +211,7 @@ class EditorLoss:
         with torch.no_grad():
             reference = self.outputs(batch.crops)
         weight = self.slope(batch, reference)
-        edited = net(batch.crops, batch.conditions)
+        edited = net(batch.crops, batch.conditions, batch.importance)
         decoded, bpp = self.proxy(edited, batch.tables)
         machine = self.distort(reference, decoded)
         pixel = (edited - batch.crops).pow(2).mean(dim=(1, 2, 3)) * 255.0**2 / 100.0
@@ -190,18 +221,10 @@ class EditorLoss:
                       "pixel": float(pixel.detach().mean())}
 
 
-def val_batches(photos: Sequence[np.ndarray], crop: int, families: Sequence[str]
-                ) -> list[Batch]:
-    """Centre crops of held-out photos at a few fixed levels of each family."""
-    crops = torch.stack([to_tensor(_centre(pixels, crop)) for pixels in photos])
-    return [level_batch(crops, family, level)
+def val_batches(crops: Crops, families: Sequence[str]) -> list[Batch]:
+    """Held-out crops at a few fixed levels of each family."""
+    return [level_batch(crops.pixels, crops.importance, family, level)
             for family in families for level in VAL_LEVELS[family]]
-
-
-def _centre(pixels: np.ndarray, side: int) -> np.ndarray:
-    height, width = pixels.shape[:2]
-    top, left = (height - side) // 2, (width - side) // 2
-    return pixels[top : top + side, left : left + side]
 
 
 def evaluate(net: EditorNet, loss: EditorLoss, batches: Sequence[Batch]) -> dict[str, float]:
@@ -220,12 +243,12 @@ def evaluate(net: EditorNet, loss: EditorLoss, batches: Sequence[Batch]) -> dict
 @dataclass
 class _EditorTask:
     net: EditorNet
-    photos: Sequence[np.ndarray]
+    crops: Crops
     config: PreeditTrainConfig
     loss_fn: EditorLoss
 
     def batch(self, step: int) -> Batch:
-        return sample_batch(self.photos, self.config, step)
+        return sample_batch(self.crops, self.config, step)
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         return self.loss_fn(self.net, batch)
@@ -248,8 +271,9 @@ def train_editor(config: PreeditTrainConfig, val: Sequence[str] = (),
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=0.0)
     photos = fitted_photos(config, config.images, config.limit)
     loss_fn = EditorLoss(config)
-    held_out = val_batches(fitted_photos(config, val, 0), config.crop, config.families) \
-        if val else []
+    crops = machine_crops(photos, config, config.crops_per_photo, config.seed, progress)
+    held_out = val_batches(machine_crops(fitted_photos(config, val, 0), config, 1, 0),
+                           config.families) if val else []
     config.out.mkdir(parents=True, exist_ok=True)
     checkpoint = config.out / "preedit.ckpt"
     settings = Settings(config.steps, checkpoint, config.identity(),
@@ -266,7 +290,7 @@ def train_editor(config: PreeditTrainConfig, val: Sequence[str] = (),
         if held_out and done % config.val_every == 0 and done < config.steps:
             curve.append({"step": done, **evaluate(net, loss_fn, held_out)})
 
-    task = _EditorTask(net, photos, config, loss_fn)
+    task = _EditorTask(net, crops, config, loss_fn)
     outcome = run(task, net, optimiser, settings, progress, resumed=resumed,
                   describe=_describe, after_step=validate,
                   extra_state=lambda: {"curve": curve, "val_before": val_before})
@@ -278,6 +302,7 @@ def train_editor(config: PreeditTrainConfig, val: Sequence[str] = (),
     trained = {"steps": config.steps, "machine": config.machine,
                "families": list(config.families), "images": list(config.images),
                "image_count": len(photos), "val": list(val), "crop": config.crop,
+               "crops_per_photo": config.crops_per_photo,
                "batch": config.batch, "lr": config.lr, "seed": config.seed,
                "pixel_weight": config.pixel_weight, "feature_weight": config.feature_weight,
                "slope_gap": config.slope_gap, "slope_bounds": list(config.slope_bounds),
