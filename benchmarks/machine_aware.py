@@ -75,11 +75,12 @@ def points_for(stage: dict) -> tuple[str, ...]:
                  for tool in stage["tools"] for level in LEVELS[codec])
 
 
-def run_stage(name: str, stage: dict, runs: Path, kodak: Path, workers: int) -> dict:
+def run_stage(name: str, stage: dict, runs: Path, kodak: Path, workers: int,
+              prefix: str = "machine_aware") -> dict:
     codecs = stage.get("codecs", CODECS)
     config = BenchConfig(
         images=stage.get("images", str(kodak)), codecs=points_for(stage), views=1,
-        machines=stage["machines"], out=runs / f"machine_aware_{name}", workers=workers,
+        machines=stage["machines"], out=runs / f"{prefix}_{name}", workers=workers,
         anchor=codecs[0],
     )
     start = time.perf_counter()

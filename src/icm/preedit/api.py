@@ -16,6 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from icm.codecs import Codec
+from icm.image.datasets import content_hash
 from icm.importance.fisher import machine_block_weights
 from icm.machines import get_machine
 from icm.preedit.config import PreeditError, condition, family_of, level_value
@@ -42,11 +43,21 @@ def get_editor(model: str | None = None) -> tuple[EditorNet, EditorInfo]:
 
 def importance_of(rgb: np.ndarray, machine: str) -> np.ndarray:
     """The editor's importance input for ``rgb``: the machine's Fisher block map, relative
-    (:func:`icm.preedit.network.relative_importance`)."""
-    parts = get_machine(machine).torch_parts()
-    if parts is None:
-        raise PreeditError(f"the pre-editor needs a differentiable machine; {machine} is not")
-    return relative_importance(machine_block_weights(parts, rgb, IMPORTANCE_BLOCK))
+    (:func:`icm.preedit.network.relative_importance`). Kept for the last few images: every
+    level of a point edits the same pixels, and the map takes nine passes of the machine."""
+    key = (content_hash(rgb), machine)
+    if key not in _MAPS:
+        parts = get_machine(machine).torch_parts()
+        if parts is None:
+            raise PreeditError(f"the pre-editor needs a differentiable machine; {machine} "
+                               "is not")
+        if len(_MAPS) >= 4:
+            _MAPS.clear()
+        _MAPS[key] = relative_importance(machine_block_weights(parts, rgb, IMPORTANCE_BLOCK))
+    return _MAPS[key]
+
+
+_MAPS: dict[tuple[str, str], np.ndarray] = {}
 
 
 def edit_image(rgb: np.ndarray, codec: Codec, level: str | None,

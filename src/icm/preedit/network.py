@@ -122,6 +122,12 @@ class EditorNet(nn.Module):
         self.context = nn.Linear(arch.width, arch.width)
         self.blocks = nn.ModuleList(_Block(arch.width) for _ in range(arch.blocks))
         self.tail = nn.Conv2d(arch.width, len(SIGMAS), 3, padding=1)
+        # the direct path: masks as a function of the importance and the level alone, whose
+        # few weights every pixel of a batch trains (low-variance gradients, found quickly);
+        # the convolutions above refine it by content
+        self.direct = nn.Conv2d(2 * CONDITION + 2, len(SIGMAS), 1)
+        nn.init.zeros_(self.direct.weight)
+        nn.init.zeros_(self.direct.bias)
         nn.init.zeros_(self.tail.weight)  # an untrained editor is the identity
         nn.init.zeros_(self.tail.bias)
 
@@ -141,8 +147,9 @@ class EditorNet(nn.Module):
             h = block(h, state)
         # one value per 4x4 patch, interpolated: a mask that varied from pixel to pixel
         # would itself write high-frequency detail into the photo (and bits into the file)
-        raw = F.interpolate(self.tail(F.silu(h)), scale_factor=SHUFFLE, mode="bilinear",
-                            align_corners=False)
+        direct = self.direct(torch.cat([where, planes, where * planes, where.relu()], 1))
+        raw = F.interpolate(self.tail(F.silu(h)) + direct, scale_factor=SHUFFLE,
+                            mode="bilinear", align_corners=False)
         # clamped forward, the identity backward: a clamp's gradient is 0 at the bound, where
         # the zero-initialised tail starts, and the editor would never begin to learn
         return raw + (raw.clamp(0.0, 1.0) - raw).detach()

@@ -7,10 +7,12 @@ the loss is
 
     proxy bits per pixel + lambda x machine distortion + pixel term,
 
-the machine distortion being the KL of the classifier's output on the decoded crop from its
-output on the unedited one, plus the multi-level feature distortion
-(:mod:`icm.machines.features`), both against the *unedited* crop; the pixel term (MSE of
-the edit, per 100 in 8-bit units) keeps the edited image a photograph.
+divided by what the unedited crops cost at the same level (so every level weighs the same, 1
+meaning "no better than not editing"), the machine distortion being the KL of the
+classifier's output on the decoded crop from its output on the unedited one, plus the multi-
+level feature distortion (:mod:`icm.machines.features`), both against the *unedited* crop;
+the pixel term (MSE of the edit, per 100 in 8-bit units) keeps the edited image a
+photograph.
 
 **Lambda is the codec's own slope.** An edit is only worth making if it saves more bits per
 unit of machine distortion than coding the plain crop a little coarser would; any other
@@ -189,9 +191,10 @@ class EditorLoss:
         self.outputs = MachineOutputs(config.machine)
         self.proxy = CodecProxy()
 
-    def slope(self, batch: Batch, reference: Any) -> float:
+    def slope(self, batch: Batch, reference: Any) -> tuple[float, float]:
         """Proxy bits saved per unit of machine distortion added by coding the plain crops
-        ``slope_gap`` QPs coarser: the exchange rate an edit must beat."""
+        ``slope_gap`` QPs coarser (the exchange rate an edit must beat), and the plain
+        crops' own cost at the level at that rate (what the loss is measured against)."""
         coarser = batch.tables * 2.0 ** (self.config.slope_gap / 6.0)
         with torch.no_grad():
             figures = []
@@ -200,9 +203,9 @@ class EditorLoss:
                 figures.append((float(bpp.mean()), float(self.distort(reference, decoded).mean())))
         (rate_a, dist_a), (rate_b, dist_b) = figures
         low, high = self.config.slope_bounds
-        if dist_b <= dist_a:
-            return high
-        return min(max((rate_a - rate_b) / (dist_b - dist_a), low), high)
+        weight = high if dist_b <= dist_a else \
+            min(max((rate_a - rate_b) / (dist_b - dist_a), low), high)
+        return weight, rate_a + weight * dist_a
 
     def distort(self, reference: Any, decoded: torch.Tensor) -> torch.Tensor:
         return distortion(self.outputs, reference, decoded, self.config.feature_weight)
@@ -210,12 +213,13 @@ class EditorLoss:
     def __call__(self, net: EditorNet, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         with torch.no_grad():
             reference = self.outputs(batch.crops)
-        weight = self.slope(batch, reference)
+        weight, plain = self.slope(batch, reference)
         edited = net(batch.crops, batch.conditions, batch.importance)
         decoded, bpp = self.proxy(edited, batch.tables)
         machine = self.distort(reference, decoded)
         pixel = (edited - batch.crops).pow(2).mean(dim=(1, 2, 3)) * 255.0**2 / 100.0
-        loss = (bpp + weight * machine + self.config.pixel_weight * pixel).mean()
+        cost = (bpp + weight * machine + self.config.pixel_weight * pixel).mean()
+        loss = cost / max(plain, 1e-6)  # 1 for the unedited crops, at every level
         return loss, {"bpp": float(bpp.detach().mean()),
                       "machine": float(machine.detach().mean()), "lambda": weight,
                       "pixel": float(pixel.detach().mean())}
