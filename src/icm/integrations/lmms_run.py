@@ -1,0 +1,384 @@
+"""``icm lmms``: lmms-eval tasks x icm points, resumable, with rate-accuracy tables and plots.
+
+The inner model is loaded once; each (task, point) is one lmms-eval evaluation of the ``icm``
+wrapper around it (:mod:`icm.integrations.lmms_model`), plus one on the pristine images per
+task. A finished (task, point) is one JSON file under ``RUN/results/<task>/``, written
+atomically by this process alone once the evaluation ends, so a killed run loses at most the
+evaluation under way and the same command goes on from there; the bitstreams sit in the
+bench's content-addressed cache (``RUN/cache``) and are not encoded twice.
+
+Per task the analysis is the bench's (:mod:`icm.bench.analysis`): one row per question, its
+bpp being the bits of its images over their pixels, its score the task's own per-sample
+metric; BD-rate and BD-accuracy between codecs with 90% intervals from resampling images
+(questions on one image move together, through the rows' ``group``). Agreement with the
+answer on the pristine images (no labels needed) is a second fidelity, as in the bench.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata as metadata
+import json
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from icm.bench.analysis import BDEntry, bd_table, curves, with_interval
+from icm.bench.report.plots import codec_colours, curve_plot
+from icm.bench.runner import RunFolderLock
+from icm.errors import IcmError
+from icm.fileio import write_atomic
+from icm.integrations.lmms_args import WrapperArgs, parse_wrapper_args
+from icm.pipeline import CodecPoint
+
+#: lmms-eval versions the wrapper is tested with (pinned, --no-deps, in the README's test
+#: command and .ci/run: its wheel requires av<16, which would take PyAV 18's VVC decoder away)
+SUPPORTED_LMMS_EVAL = ("0.7.3",)
+INSTALL_HINT = ("pip install -e '.[lmms]' && pip install --no-deps "
+                f"lmms-eval=={SUPPORTED_LMMS_EVAL[-1]} (docs/lmms-eval.md)")
+PRISTINE = "pristine"
+AGREEMENT = "agreement"  # the answer equals the answer on the pristine images
+
+
+@dataclass(frozen=True)
+class LmmsConfig:
+    """One ``icm lmms`` run: tasks x the points of ``model_args`` (plus the pristine images)."""
+
+    tasks: tuple[str, ...]
+    model_args: str
+    out: Path = Path("icm-lmms")
+    include_path: tuple[Path, ...] = ()
+    limit: int = 0  # first N documents of each task (0: all)
+    batch_size: int = 1
+    anchor: str = ""  # the codec BD values compare against (default: the first point's)
+    bootstrap: int = 200
+
+
+@dataclass
+class TaskTable:
+    """One task's rate-accuracy results, as written to ``RUN/<task>/table.json``."""
+
+    task: str
+    metric: str
+    anchor: str
+    pristine: dict[str, Any]
+    points: list[dict[str, Any]]
+    bd: list[dict[str, Any]]
+    bd_agreement: list[dict[str, Any]]
+    plot: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LmmsOutcome:
+    out: Path
+    evaluated: list[str]  # "task @ point" run now
+    resumed: list[str]  # found finished
+    tables: list[TaskTable]
+
+
+def run_lmms(config: LmmsConfig, progress=None) -> LmmsOutcome:
+    """Evaluate what is missing, then write every task's table and plot."""
+    wrapper_args = parse_model_args(config.model_args)
+    anchor = config.anchor or wrapper_args.points[0].curve
+    if anchor not in {p.curve for p in wrapper_args.points}:
+        raise IcmError(f"--anchor {anchor}: not the codec of any point "
+                       f"({', '.join(dict.fromkeys(p.curve for p in wrapper_args.points))})")
+    task_manager = _task_manager(config)
+    with RunFolderLock(config.out):
+        _check_run_folder(config, wrapper_args)
+        todo = [(task, point) for task in config.tasks
+                for point in (None, *wrapper_args.points)
+                if not result_path(config.out, task, point).exists()]
+        resumed = [f"{t} @ {p or PRISTINE}" for t in config.tasks
+                   for p in (None, *wrapper_args.points) if (t, p) not in todo]
+        if todo:
+            _evaluate(config, wrapper_args, task_manager, todo, progress)
+        tables = [write_task_table(config.out, task, anchor, config.bootstrap)
+                  for task in config.tasks]
+    write_atomic(config.out / "summary.json", json.dumps(
+        [asdict(t) for t in tables], indent=1, default=str).encode())
+    return LmmsOutcome(config.out, [f"{t} @ {p or PRISTINE}" for t, p in todo], resumed,
+                       tables)
+
+
+# -- arguments, tasks, the run folder ---------------------------------------------------------
+
+
+def require_lmms_eval() -> str:
+    """lmms-eval's version, or a one-line error saying how to install it."""
+    try:
+        version = metadata.version("lmms-eval")
+    except metadata.PackageNotFoundError:
+        raise IcmError(f"icm lmms needs lmms-eval: {INSTALL_HINT}") from None
+    if version not in SUPPORTED_LMMS_EVAL:
+        raise IcmError(f"lmms-eval {version} is installed; icm is tested with "
+                       f"{', '.join(SUPPORTED_LMMS_EVAL)}: {INSTALL_HINT}")
+    return version
+
+
+def parse_model_args(text: str) -> WrapperArgs:
+    """lmms-eval's own ``key=value,...`` parsing (JSON values keep their commas), then icm's."""
+    require_lmms_eval()
+    from lmms_eval.utils import simple_parse_args_string
+
+    try:
+        parsed = simple_parse_args_string(text)
+    except ValueError:
+        raise IcmError(f"--model-args {text!r}: write key=value pairs separated by commas") \
+            from None
+    return parse_wrapper_args(parsed)
+
+
+def _task_manager(config: LmmsConfig) -> Any:
+    """lmms-eval's task index with the run's local task folders; unknown tasks fail here."""
+    from lmms_eval.tasks import TaskManager
+
+    for folder in config.include_path:
+        if not Path(folder).is_dir():
+            raise IcmError("--include-path: not a folder", folder)
+    with _quiet():
+        manager = TaskManager("WARNING", include_path=[str(p) for p in config.include_path]
+                              or None)
+    if not config.tasks:
+        raise IcmError("--tasks: name at least one lmms-eval task")
+    for task in config.tasks:
+        if task not in manager.all_tasks:
+            raise IcmError(f"--tasks: {task!r} is not an lmms-eval task (a local task's folder "
+                           "goes in --include-path)")
+    return manager
+
+
+def _check_run_folder(config: LmmsConfig, wrapper_args: WrapperArgs) -> None:
+    """A run folder holds one inner model's results: resuming with another is refused."""
+    identity = {"inner": wrapper_args.inner,
+                "inner_args": {k: str(v) for k, v in sorted(wrapper_args.inner_args.items())},
+                "limit": config.limit}
+    path = config.out / "run.json"
+    if path.exists():
+        before = json.loads(path.read_text())
+        if before != identity:
+            raise IcmError(f"holds results of {before['inner']} {before['inner_args']} "
+                           f"(limit {before['limit']}); use another --out for this model",
+                           config.out)
+        return
+    write_atomic(path, json.dumps(identity, indent=1).encode())
+
+
+def result_path(out: Path, task: str, point: CodecPoint | None) -> Path:
+    """``RUN/results/<task>/<point>.json``: readable, and unique by a short hash."""
+    name = str(point) if point is not None else PRISTINE
+    slug = re.sub(r"[^A-Za-z0-9@.+=-]+", "_", name)[:80]
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return out / "results" / task / f"{slug}-{digest}.json"
+
+
+# -- evaluation -------------------------------------------------------------------------------
+
+
+def _evaluate(config, wrapper_args, task_manager, todo, progress) -> None:
+    from icm.integrations.lmms_model import IcmModel, load_inner
+
+    with _quiet():
+        inner = load_inner(wrapper_args.inner,
+                           {**wrapper_args.inner_args, "batch_size": config.batch_size})
+    for done, (task, point) in enumerate(todo):
+        if progress:
+            progress(f"{task} @ {point or PRISTINE}", done, len(todo))
+        wrapper = IcmModel.around(inner, point, config.out / "cache")
+        result = evaluate_point(wrapper, task, task_manager, config)
+        write_atomic(result_path(config.out, task, point),
+                     json.dumps(result, indent=1, default=str).encode())
+    if progress:
+        progress("done", len(todo), len(todo))
+
+
+def evaluate_point(wrapper: Any, task: str, task_manager: Any, config: LmmsConfig
+                   ) -> dict[str, Any]:
+    """One lmms-eval evaluation of ``wrapper`` on ``task``: aggregates and per-sample rows,
+    each sample with the bits of its images."""
+    from lmms_eval.evaluator import simple_evaluate
+
+    with _quiet():
+        results = simple_evaluate(model=wrapper, tasks=[task], task_manager=task_manager,
+                                  limit=config.limit or None, batch_size=config.batch_size,
+                                  log_samples=True, bootstrap_iters=0, verbosity="WARNING")
+    if results is None:
+        raise IcmError(f"lmms-eval returned no results for {task}")
+    metrics = _task_metrics(results)
+    samples = []
+    for subtask, logged in results.get("samples", {}).items():
+        for sample in logged:
+            images = wrapper.records.get((subtask, sample["doc_id"]), [])
+            samples.append({
+                "task": subtask, "doc_id": sample["doc_id"],
+                "response": sample.get("filtered_resps"), "target": sample.get("target"),
+                "scores": {m: sample[m] for m in metrics.get(subtask, ()) if m in sample},
+                "bits": sum(r.bits for r in images),
+                "pixels": sum(r.width * r.height for r in images),
+                "images": [r.to_json() for r in images],
+            })
+    return {"task": task, "point": str(wrapper.point) if wrapper.point else PRISTINE,
+            "lmms_eval": metadata.version("lmms-eval"), "created_at": time.time(),
+            "aggregates": results["results"], "metrics": metrics, "samples": samples}
+
+
+def _task_metrics(results: dict[str, Any]) -> dict[str, list[str]]:
+    """Each task's metric names, in its YAML's order."""
+    return {task: [entry["metric"] for entry in config.get("metric_list", [])]
+            for task, config in results.get("configs", {}).items()}
+
+
+@contextlib.contextmanager
+def _quiet():
+    """lmms-eval logs (loguru) and prints to stdout: send both to stderr, so that ``--json``
+    prints one document."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+# -- analysis ---------------------------------------------------------------------------------
+
+
+def load_results(out: Path, task: str) -> dict[str, dict[str, Any]]:
+    """Every finished point of ``task`` in the run folder, by point ('pristine' included)."""
+    found = {}
+    for path in sorted((out / "results" / task).glob("*.json")):
+        record = json.loads(path.read_text())
+        found[record["point"]] = record
+    return found
+
+
+def primary_metric(record: dict[str, Any]) -> str:
+    """The task's first metric whose per-sample values are numbers (what BD can average)."""
+    for sample in record["samples"]:
+        for name, value in sample["scores"].items():
+            if isinstance(value, (int, float)):
+                return name
+    raise IcmError(f"task {record['task']} has no per-sample numeric metric to draw a "
+                   "rate-accuracy curve from")
+
+
+def question_rows(records: dict[str, dict[str, Any]], task: str, metric: str
+                  ) -> list[dict[str, Any]]:
+    """One bench-shaped row per (point, question with images): the analysis's input. A
+    question's group is its images, so resampling draws images, not questions."""
+    pristine = {(s["task"], s["doc_id"]): s for s in records[PRISTINE]["samples"]}
+    rows = []
+    for point, record in records.items():
+        if point == PRISTINE:
+            continue
+        curve = point.rpartition("@")[0]
+        for sample in record["samples"]:
+            if not sample["pixels"] or metric not in sample["scores"]:
+                continue
+            before = pristine.get((sample["task"], sample["doc_id"]))
+            agreement = float(before is not None and before["response"] == sample["response"])
+            images = sample["images"]
+            rows.append({
+                "machine": task, "fingerprint": "", "created_at": 0.0,
+                "image_sha": f"{sample['task']}/{sample['doc_id']}",
+                "image_id": f"{sample['task']}/{sample['doc_id']}",
+                "group": "|".join(sorted({i["image_sha"] for i in images})),
+                "point": point, "codec": curve, "bpp": sample["bits"] / sample["pixels"],
+                "primary_value": float(sample["scores"][metric]),
+                "psnr": sum(i["psnr"] for i in images) / len(images),
+                "fidelity_json": json.dumps({metric: float(sample["scores"][metric]),
+                                             AGREEMENT: agreement}),
+                "accuracy_json": None,
+            })
+    return rows
+
+
+def write_task_table(out: Path, task: str, anchor: str, bootstrap: int) -> TaskTable:
+    """The task's table (JSON + Markdown) and rate-accuracy plot, from its stored results."""
+    records = load_results(out, task)
+    metric = primary_metric(records[PRISTINE])
+    rows = question_rows(records, task, metric)
+    per_codec = curves(rows, task) if rows else {}
+    pristine = _pristine_summary(records[PRISTINE], metric)
+    table = TaskTable(
+        task=task, metric=metric, anchor=anchor, pristine=pristine,
+        points=_point_summaries(records, per_codec),
+        bd=[_bd_json(e) for e in bd_table(rows, anchor, bootstrap=bootstrap)] if rows else [],
+        bd_agreement=[_bd_json(e) for e in bd_table(rows, anchor, bootstrap=bootstrap,
+                                                    metric=AGREEMENT)] if rows else [],
+    )
+    folder = out / task
+    if per_codec:
+        png = curve_plot(per_codec, f"{task}: {metric} vs rate", metric, anchor,
+                         codec_colours(rows), reference=pristine["score"])
+        write_atomic(folder / "rate_accuracy.png", png)
+        table.plot = str(folder / "rate_accuracy.png")
+    write_atomic(folder / "table.json", json.dumps(asdict(table), indent=1).encode())
+    write_atomic(folder / "table.md", markdown_table(table).encode())
+    return table
+
+
+def _pristine_summary(record: dict[str, Any], metric: str) -> dict[str, Any]:
+    scores = [s["scores"][metric] for s in record["samples"] if metric in s["scores"]]
+    return {"score": sum(scores) / len(scores) if scores else None,
+            "questions": len(scores), "aggregates": record["aggregates"]}
+
+
+def _point_summaries(records, per_codec) -> list[dict[str, Any]]:
+    """Per point: mean bpp, mean score, agreement, PSNR, and lmms-eval's own aggregates."""
+    by_point = {p.point: p for points in per_codec.values() for p in points}
+    summaries = []
+    for point, record in records.items():
+        if point == PRISTINE:
+            continue
+        curve = by_point.get(point)
+        summaries.append({
+            "point": point, "bpp": curve.bpp if curve else None,
+            "score": curve.fidelity if curve else None, "psnr": curve.psnr if curve else None,
+            "questions": curve.images if curve else 0,
+            "agreement": _agreement(records, point),
+            "aggregates": record["aggregates"]})
+    return sorted(summaries, key=lambda s: (s["point"].rpartition("@")[0], s["bpp"] or 0))
+
+
+def _agreement(records, point) -> float | None:
+    before = {(s["task"], s["doc_id"]): s["response"] for s in records[PRISTINE]["samples"]}
+    samples = records[point]["samples"]
+    if not samples:
+        return None
+    return sum(before.get((s["task"], s["doc_id"])) == s["response"]
+               for s in samples) / len(samples)
+
+
+def _bd_json(entry: BDEntry) -> dict[str, Any]:
+    return {"codec": entry.codec, "anchor": entry.anchor, "bd_rate": entry.bd_rate,
+            "bd_rate_ci": entry.bd_rate_ci, "bd_metric": entry.bd_metric,
+            "bd_metric_ci": entry.bd_metric_ci, "notes": entry.notes}
+
+
+def markdown_table(table: TaskTable) -> str:
+    """The task's rate-accuracy table and BD values, as Markdown."""
+    def number(value: Any, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    lines = [f"# {table.task}: {table.metric} vs rate", "",
+             f"Pristine images: {table.metric} {number(table.pristine['score'], '.4f')} "
+             f"over {table.pristine['questions']} questions.", "",
+             f"| point | bpp | {table.metric} | agreement | PSNR (dB) | questions |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {p['point']} | {number(p['bpp'], '.4f')} | {number(p['score'], '.4f')} | "
+              f"{number(p['agreement'], '.3f')} | {number(p['psnr'], '.2f')} | "
+              f"{p['questions']} |" for p in table.points]
+    for title, entries in ((table.metric, table.bd), (AGREEMENT, table.bd_agreement)):
+        lines += ["", f"BD against {table.anchor} on {title} (90% intervals resampled by "
+                  "image):", "", "| codec | BD-rate | BD-" + title + " | notes |",
+                  "| --- | ---: | ---: | --- |"]
+        lines += [f"| {e['codec']} | {with_interval(e['bd_rate'], e['bd_rate_ci'], '{:+.1f}%')} | "
+                  f"{with_interval(e['bd_metric'], e['bd_metric_ci'], '{:+.4f}')} | "
+                  f"{'; '.join(e['notes'])} |" for e in entries]
+    return "\n".join(lines) + "\n"
