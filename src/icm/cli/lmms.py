@@ -19,7 +19,7 @@ from icm.cli.output import (
     err,
     out,
     progress_bar,
-    titled_reporter,
+    stage_reporter,
 )
 from icm.integrations.lmms_run import LmmsConfig, LmmsOutcome, TaskTable, run_lmms
 
@@ -61,7 +61,7 @@ def lmms_command(
         out=run_dir, include_path=tuple(include_path or ()), limit=limit,
         batch_size=batch_size, anchor=anchor, bootstrap=bootstrap)
     with progress_bar(err, disable=as_json) as progress:
-        outcome = run_lmms(config, titled_reporter(progress, "lmms-eval"))
+        outcome = run_lmms(config, stage_reporter(progress))
     if as_json:
         emit_json(summary_of(outcome))
         return

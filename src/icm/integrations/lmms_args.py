@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from icm.errors import IcmError
-from icm.pipeline.point import CodecPoint, parse_point
+from icm.pipeline.point import CodecPoint
+from icm.pipeline.recipe import parse_points
 
 #: the keys the wrapper keeps; every other key goes to the inner model
 ICM_KEYS = ("inner", "point", "points", "icm_cache", "icm_record")
@@ -37,14 +38,12 @@ class WrapperArgs:
     record: Path | None = None  # a JSON file of the bits of every image of every document
 
 
-def parse_points(text: str) -> tuple[CodecPoint, ...]:
-    """``'jpeg@q30;hevc@0.1bpp'`` -> points, in order, each parsed by icm's one point grammar
-    (a bad one fails naming itself)."""
+def points_of(text: str) -> tuple[CodecPoint, ...]:
+    """``'jpeg@q30;hevc@0.1bpp'`` -> points, in order, as ``icm bench --codecs`` takes them
+    (:func:`icm.pipeline.recipe.parse_points`: a bare codec runs its ladder; an unknown codec,
+    level or tool fails here, naming itself, before any model loads)."""
     items = [item.strip() for item in str(text).split(POINT_SEPARATOR) if item.strip()]
-    points = tuple(parse_point(item) for item in items)
-    if len(set(map(str, points))) < len(points):
-        raise LmmsArgsError(f"points {text!r} name a point twice")
-    return points
+    return tuple(parse_points(items))
 
 
 def parse_wrapper_args(args: dict[str, Any]) -> WrapperArgs:
@@ -63,7 +62,7 @@ def parse_wrapper_args(args: dict[str, Any]) -> WrapperArgs:
                             "points=<p1>;<p2>")
     return WrapperArgs(
         inner=inner,
-        points=parse_points(str(text)),
+        points=points_of(str(text)),
         inner_args={k: v for k, v in args.items() if k not in ICM_KEYS},
         cache_dir=Path(args["icm_cache"]) if args.get("icm_cache") else None,
         record=Path(args["icm_record"]) if args.get("icm_record") else None,

@@ -186,15 +186,16 @@ def _evaluate(config, wrapper_args, task_manager, todo, progress) -> None:
     with _quiet():
         inner = load_inner(wrapper_args.inner,
                            {**wrapper_args.inner_args, "batch_size": config.batch_size})
-    for done, (task, point) in enumerate(todo):
+    for task, point in todo:  # one bar per evaluation, filled when its results are stored
+        stage = f"{task} @ {point or PRISTINE}"
         if progress:
-            progress(f"{task} @ {point or PRISTINE}", done, len(todo))
+            progress(stage, 0, 1)
         wrapper = IcmModel.around(inner, point, config.out / "cache")
         result = evaluate_point(wrapper, task, task_manager, config)
         write_atomic(result_path(config.out, task, point),
                      json.dumps(result, indent=1, default=str).encode())
-    if progress:
-        progress("done", len(todo), len(todo))
+        if progress:
+            progress(stage, 1, 1)
 
 
 def evaluate_point(wrapper: Any, task: str, task_manager: Any, config: LmmsConfig
@@ -235,12 +236,13 @@ def _task_metrics(results: dict[str, Any]) -> dict[str, list[str]]:
 
 @contextlib.contextmanager
 def _quiet():
-    """lmms-eval logs (loguru) and prints to stdout: send both to stderr, so that ``--json``
-    prints one document."""
+    """lmms-eval logs (loguru) and prints to stdout: send its prints to stderr, so that
+    ``--json`` prints one document, and keep only its errors, so that a bad input stays the
+    one line icm prints (its progress bars still show on stderr)."""
     from loguru import logger
 
     logger.remove()
-    logger.add(sys.stderr, level="WARNING")
+    logger.add(sys.stderr, level="ERROR")
     with contextlib.redirect_stdout(sys.stderr):
         yield
 
