@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests.lmms_helpers, tests.vlm_helpers
 
-from tests.lmms_helpers import TASK, WORDS, write_local_task  # noqa: E402
+from tests.lmms_helpers import TASK, WORDS, write_decord_stub, write_local_task  # noqa: E402
 from tests.vlm_helpers import save_tiny_llava  # noqa: E402
 
 
@@ -41,7 +41,10 @@ def main() -> None:
                "--model-args", f"inner=llava_hf,pretrained={model},device=cpu,device_map=cpu,"
                f"dtype=float32,points={args.points}", "--out", str(args.work / "run")]
     print("$ " + shlex.join(command), flush=True)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    # llava_hf imports decord, which the tests' environment leaves out (tests/lmms_helpers.py)
+    stub = write_decord_stub(args.work / "stub")
+    path = os.pathsep.join(filter(None, [str(stub), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": path}
     subprocess.run(command, check=True, env=env, stderr=subprocess.DEVNULL)
     done = subprocess.run([*command, "--json"], check=True, env=env, capture_output=True,
                           text=True)

@@ -3,11 +3,18 @@ questions per card (so questions share an image), exact answers, exact-match sco
 
 lmms-eval's own tasks download their data from the Hub; this one is a YAML over a JSON Lines
 file of local PNGs, which is all a task needs.
+
+lmms-eval's ``llava_hf`` imports ``decord`` (for video) at its top. decord's wheel bundles an
+old zlib: imported first in a process, it breaks imagecodecs' PNG decoder (spng: "zlib init
+error") for the rest of that process. The tests read no video, so they give ``llava_hf`` a stub
+that refuses to read one, and the test environment has no decord.
 """
 
 from __future__ import annotations
 
 import json
+import sys
+import types
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -78,4 +85,32 @@ def write_local_task(folder: Path) -> Path:
     (folder / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
     (folder / "utils.py").write_text(UTILS)
     (folder / f"{TASK}.yaml").write_text(YAML.format(task=TASK, docs=folder / "docs.jsonl"))
+    return folder
+
+
+DECORD_STUB = '''"""A stand-in for decord (video reading), which the icm tests never do."""
+
+
+class VideoReader:
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError("decord is stubbed in icm's tests: no video reading")
+
+
+def cpu(*args, **kwargs):
+    return None
+'''
+
+
+def stub_decord() -> None:
+    """Make ``import decord`` give the stub in this process (unless decord is imported)."""
+    if "decord" not in sys.modules:
+        module = types.ModuleType("decord")
+        exec(DECORD_STUB, module.__dict__)
+        sys.modules["decord"] = module
+
+
+def write_decord_stub(folder: Path) -> Path:
+    """The stub as ``folder/decord.py``, for a subprocess's PYTHONPATH; returns ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "decord.py").write_text(DECORD_STUB)
     return folder

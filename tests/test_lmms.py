@@ -17,22 +17,27 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("lmms_eval", reason="lmms-eval not installed (README's test command)")
-pytest.importorskip("decord", reason="lmms-eval's llava_hf imports decord")
 
-from tests.lmms_helpers import CARDS, QUESTIONS, TASK, WORDS, write_local_task
+from tests.lmms_helpers import (
+    CARDS,
+    QUESTIONS,
+    TASK,
+    WORDS,
+    stub_decord,
+    write_decord_stub,
+    write_local_task,
+)
 from tests.test_cli import assert_one_line_error, icm
 from tests.vlm_helpers import save_tiny_llava
 
 from icm.bench.worker import cache_path
 from icm.image.datasets import content_hash
 from icm.integrations.lmms_model import IcmModel, load_inner
-from icm.integrations.lmms_run import (
-    LmmsConfig,
-    evaluate_point,
-    result_path,
-)
+from icm.integrations.lmms_run import LmmsConfig, evaluate_point, result_path
 from icm.pipeline import decode_bytes, encode_image
 from icm.pipeline.point import parse_point
+
+stub_decord()  # before llava_hf is imported (tests/lmms_helpers.py says why)
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 INNER_ARGS = "device=cpu,device_map=cpu,dtype=float32"
@@ -184,8 +189,10 @@ def test_lmms_evals_own_cli_runs_the_wrapper(llava, task_folder, tmp_path):
                f"inner=llava_hf,pretrained={llava},{INNER_ARGS},point=jpeg@q30,"
                f"icm_record={record}", "--tasks", TASK, "--include_path", str(task_folder),
                "--output_path", str(tmp_path / "out"), "--log_samples", "--limit", "4"]
+    stub = write_decord_stub(tmp_path / "stub")
+    path = os.pathsep.join(filter(None, [str(stub), os.environ.get("PYTHONPATH")]))
     done = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **OFFLINE}, cwd=tmp_path)
+                          env={**os.environ, **OFFLINE, "PYTHONPATH": path}, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "exact_match" in done.stdout
     documents = json.loads(record.read_text())

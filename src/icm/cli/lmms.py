@@ -22,6 +22,7 @@ from icm.cli.output import (
     stage_reporter,
 )
 from icm.integrations.lmms_run import LmmsConfig, LmmsOutcome, TaskTable, run_lmms
+from icm.pipeline.point import parse_point
 
 LMMS = defaults_of(LmmsConfig)
 
@@ -86,8 +87,7 @@ def task_view(table: TaskTable) -> Table:
                  f"BD-rate vs {table.anchor}", f"BD-{table.metric}"):
         view.add_column(name, justify="left" if name == "point" else "right")
     for point in table.points:
-        curve = point["point"].rpartition("@")[0]
-        entry = bd.get(curve)
+        entry = bd.get(parse_point(point["point"]).curve)
         view.add_row(
             point["point"], _number(point["bpp"], "{:.4f}"), _number(point["score"], "{:.4f}"),
             _number(point["agreement"], "{:.3f}"), _number(point["psnr"], "{:.2f}"),

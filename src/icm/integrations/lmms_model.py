@@ -16,6 +16,7 @@ import it, never ``import icm``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -89,10 +90,14 @@ class IcmModel(lmms):
 
     def __getattr__(self, name: str) -> Any:
         """Anything else the evaluator reads (tokenizer_name, chat_template, accelerator,
-        model) is the inner model's."""
+        model) is the inner model's; a request method this class does not name (a newer
+        lmms-eval's ``generate_until_agentic``) still goes through the coding, never around
+        it."""
         inner = self.__dict__.get("inner")
         if inner is None or name.startswith("__"):
             raise AttributeError(name)
+        if name.startswith(("generate_", "loglikelihood")) and callable(getattr(inner, name)):
+            return functools.partial(self._delegate, name)
         return getattr(inner, name)
 
     # -- the rewriting ---------------------------------------------------------------------

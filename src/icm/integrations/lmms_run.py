@@ -34,6 +34,7 @@ from icm.errors import IcmError
 from icm.fileio import write_atomic
 from icm.integrations.lmms_args import WrapperArgs, parse_wrapper_args
 from icm.pipeline import CodecPoint
+from icm.pipeline.point import parse_point
 
 #: lmms-eval versions the wrapper is tested with (pinned, --no-deps, in the README's test
 #: command and .ci/run: its wheel requires av<16, which would take PyAV 18's VVC decoder away)
@@ -278,7 +279,7 @@ def question_rows(records: dict[str, dict[str, Any]], task: str, metric: str
     for point, record in records.items():
         if point == PRISTINE:
             continue
-        curve = point.rpartition("@")[0]
+        curve = parse_point(point).curve
         for sample in record["samples"]:
             if not sample["pixels"] or metric not in sample["scores"]:
                 continue
@@ -306,7 +307,8 @@ def write_task_table(out: Path, task: str, anchor: str, bootstrap: int) -> TaskT
     metric = primary_metric(records[PRISTINE])
     rows = question_rows(records, task, metric)
     per_codec = curves(rows, task) if rows else {}
-    pristine = _pristine_summary(records[PRISTINE], metric)
+    pristine = _pristine_summary(records[PRISTINE], metric,
+                                 {row["image_sha"] for row in rows})
     table = TaskTable(
         task=task, metric=metric, anchor=anchor, pristine=pristine,
         points=_point_summaries(records, per_codec),
@@ -325,8 +327,12 @@ def write_task_table(out: Path, task: str, anchor: str, bootstrap: int) -> TaskT
     return table
 
 
-def _pristine_summary(record: dict[str, Any], metric: str) -> dict[str, Any]:
-    scores = [s["scores"][metric] for s in record["samples"] if metric in s["scores"]]
+def _pristine_summary(record: dict[str, Any], metric: str, questions: set[str]
+                      ) -> dict[str, Any]:
+    """The score on the pristine images, over the questions the curves average (those with
+    images: a text-only question has no rate)."""
+    scores = [s["scores"][metric] for s in record["samples"] if metric in s["scores"]
+              and (not questions or f"{s['task']}/{s['doc_id']}" in questions)]
     return {"score": sum(scores) / len(scores) if scores else None,
             "questions": len(scores), "aggregates": record["aggregates"]}
 
@@ -345,7 +351,7 @@ def _point_summaries(records, per_codec) -> list[dict[str, Any]]:
             "questions": curve.images if curve else 0,
             "agreement": _agreement(records, point),
             "aggregates": record["aggregates"]})
-    return sorted(summaries, key=lambda s: (s["point"].rpartition("@")[0], s["bpp"] or 0))
+    return sorted(summaries, key=lambda s: (parse_point(s["point"]).curve, s["bpp"] or 0))
 
 
 def _agreement(records, point) -> float | None:
