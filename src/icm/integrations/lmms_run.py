@@ -23,6 +23,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ SUPPORTED_LMMS_EVAL = ("0.7.3",)
 INSTALL_HINT = ("pip install -e '.[lmms]' && pip install --no-deps "
                 f"lmms-eval=={SUPPORTED_LMMS_EVAL[-1]} (docs/lmms-eval.md)")
 PRISTINE = "pristine"
+Progress = Callable[[str, int, int], None]
 AGREEMENT = "agreement"  # the answer equals the answer on the pristine images
 
 
@@ -82,8 +84,9 @@ class LmmsOutcome:
     tables: list[TaskTable]
 
 
-def run_lmms(config: LmmsConfig, progress=None) -> LmmsOutcome:
-    """Evaluate what is missing, then write every task's table and plot."""
+def run_lmms(config: LmmsConfig, progress: Progress | None = None) -> LmmsOutcome:
+    """Evaluate what is missing, then write every task's table and plot. ``progress`` gets
+    ``(task @ point, done, 1)`` when each evaluation starts and ends."""
     wrapper_args = parse_model_args(config.model_args)
     anchor = config.anchor or wrapper_args.points[0].curve
     if anchor not in {p.curve for p in wrapper_args.points}:
@@ -101,8 +104,8 @@ def run_lmms(config: LmmsConfig, progress=None) -> LmmsOutcome:
             _evaluate(config, wrapper_args, task_manager, todo, progress)
         tables = [write_task_table(config.out, task, anchor, config.bootstrap)
                   for task in config.tasks]
-    write_atomic(config.out / "summary.json", json.dumps(
-        [asdict(t) for t in tables], indent=1, default=str).encode())
+        write_atomic(config.out / "summary.json", json.dumps(
+            [asdict(t) for t in tables], indent=1, default=str).encode())
     return LmmsOutcome(config.out, [f"{t} @ {p or PRISTINE}" for t, p in todo], resumed,
                        tables)
 
@@ -181,7 +184,8 @@ def result_path(out: Path, task: str, point: CodecPoint | None) -> Path:
 # -- evaluation -------------------------------------------------------------------------------
 
 
-def _evaluate(config, wrapper_args, task_manager, todo, progress) -> None:
+def _evaluate(config: LmmsConfig, wrapper_args: WrapperArgs, task_manager: Any,
+              todo: list[tuple[str, CodecPoint | None]], progress: Progress | None) -> None:
     from icm.integrations.lmms_model import IcmModel, load_inner
 
     with _quiet():
@@ -316,6 +320,10 @@ def write_task_table(out: Path, task: str, anchor: str, bootstrap: int) -> TaskT
         bd_agreement=[_bd_json(e) for e in bd_table(rows, anchor, bootstrap=bootstrap,
                                                     metric=AGREEMENT)] if rows else [],
     )
+    left_out = len(records[PRISTINE]["samples"]) - pristine["questions"]
+    if rows and left_out:
+        table.notes.append(f"{left_out} questions without images or without a numeric "
+                           f"{metric} are left out of the curves and the pristine score")
     folder = out / task
     if per_codec:
         png = curve_plot(per_codec, f"{task}: {metric} vs rate", metric, anchor,
@@ -382,6 +390,7 @@ def markdown_table(table: TaskTable) -> str:
     lines += [f"| {p['point']} | {number(p['bpp'], '.4f')} | {number(p['score'], '.4f')} | "
               f"{number(p['agreement'], '.3f')} | {number(p['psnr'], '.2f')} | "
               f"{p['questions']} |" for p in table.points]
+    lines += ["", *table.notes] if table.notes else []
     for title, entries in ((table.metric, table.bd), (AGREEMENT, table.bd_agreement)):
         lines += ["", f"BD against {table.anchor} on {title} (90% intervals resampled by "
                   "image):", "", "| codec | BD-rate | BD-" + title + " | notes |",
