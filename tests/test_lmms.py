@@ -33,7 +33,7 @@ from tests.vlm_helpers import save_tiny_llava
 from icm.bench.worker import cache_path
 from icm.image.datasets import content_hash
 from icm.integrations.lmms_model import IcmModel, load_inner
-from icm.integrations.lmms_run import LmmsConfig, evaluate_point, result_path
+from icm.integrations.lmms_run import LmmsConfig, evaluate_point, gap_entries, result_path
 from icm.pipeline import decode_bytes, encode_image
 from icm.pipeline.point import parse_point
 
@@ -59,6 +59,12 @@ def task_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def llava(tmp_path_factory) -> Path:
     return save_tiny_llava(tmp_path_factory.mktemp("lmms") / "tiny-llava", WORDS)
+
+
+@pytest.fixture(scope="module")
+def llava_reference(tmp_path_factory) -> Path:
+    """Another seed of the tiny LLaVA, standing in for a model fine-tuned on decoded images."""
+    return save_tiny_llava(tmp_path_factory.mktemp("lmms") / "tiny-llava-ft", WORDS, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +173,48 @@ def test_icm_lmms_runs_two_points_resumes_and_writes_tables(llava, task_folder, 
     code, _, err = icm(monkeypatch, capsys, "lmms", "--tasks", TASK, "--include-path",
                        task_folder, "--out", out, "--model-args", other)
     assert_one_line_error(code, err, str(out), "another --out")
+
+
+def test_a_reference_splits_the_loss_and_is_resumed_like_the_rest(
+        llava, llava_reference, task_folder, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    args = ("lmms", "--tasks", TASK, "--include-path", task_folder, "--out", out,
+            "--model-args", model_args(llava, "jpeg@q10;jpeg@q60"), "--bootstrap", "0",
+            "--reference", f"pretrained={llava_reference}", "--json")
+    code, stdout, _ = icm(monkeypatch, capsys, *args)
+    assert code == 0
+    summary = json.loads(stdout)
+    assert summary["evaluated"] == [
+        f"{TASK} @ pristine", f"{TASK} @ jpeg@q10", f"{TASK} @ jpeg@q60",
+        f"{TASK} @ jpeg@q10 (reference)", f"{TASK} @ jpeg@q60 (reference)"]
+    (table,) = summary["tasks"]
+    assert [g["point"] for g in table["gap"]] == ["jpeg@q10", "jpeg@q60"]
+    for gap in table["gap"]:
+        assert gap["images"] == 8
+        assert gap["generalization"] == pytest.approx(gap["total"] - gap["information"])
+    assert (out / TASK / "gap.png").read_bytes().startswith(b"\x89PNG")
+    assert result_path(out, TASK, parse_point("jpeg@q10"), "reference").exists()
+
+    code, stdout, _ = icm(monkeypatch, capsys, *args)
+    assert code == 0 and json.loads(stdout)["evaluated"] == []
+    other = [a if not str(a).startswith("pretrained=") else f"pretrained={llava}"
+             for a in args]
+    code, _, err = icm(monkeypatch, capsys, *other[:-1])
+    assert_one_line_error(code, err, "another reference")
+
+
+def test_the_gap_split_is_the_scores_lost_against_the_pristine_images():
+    def record(scores, bits=8):
+        return {"samples": [{"task": "t", "doc_id": i, "scores": {"acc": score},
+                             "bits": bits, "pixels": 4} for i, score in enumerate(scores)]}
+
+    records = {"pristine": record([1, 1, 1, 0]), "jpeg@q10": record([0, 1, 0, 0], bits=4)}
+    reference = {"jpeg@q10": record([1, 1, 0, 0])}
+    (entry,) = gap_entries("t", records, reference, "acc")
+    assert (entry.point, entry.curve, entry.bpp, entry.images) == ("jpeg@q10", "jpeg", 1.0, 4)
+    assert entry.total == pytest.approx(2 / 4)  # two answers lost
+    assert entry.information == pytest.approx(1 / 4)  # the reference still loses one
+    assert entry.generalization == pytest.approx(1 / 4)
 
 
 @pytest.mark.parametrize(("points", "inner", "task", "needles"), [

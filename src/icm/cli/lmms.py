@@ -40,6 +40,10 @@ BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="The inner m
                                         "size.")]
 Anchor = Annotated[str, typer.Option("--anchor", help="Codec the BD values compare against "
                                      "(default: the first point's).")]
+Reference = Annotated[str, typer.Option(
+    "--reference", help="The inner model fine-tuned on decoded images, as model_args that "
+    "replace the inner's (e.g. pretrained=/models/ft): splits each point's loss into "
+    "information and generalization gaps.")]
 Bootstrap = Annotated[int, typer.Option("--bootstrap", min=0, help="Resamples of the images "
                                         "for the 90% intervals (0: none).")]
 
@@ -53,6 +57,7 @@ def lmms_command(
     batch_size: BatchSize = LMMS.batch_size,
     anchor: Anchor = LMMS.anchor,
     bootstrap: Bootstrap = LMMS.bootstrap,
+    reference: Reference = LMMS.reference,
     as_json: PrintJsonFlag = False,
 ) -> None:
     """Run lmms-eval tasks at icm points (needs the lmms extra); resumable; rate-accuracy
@@ -60,7 +65,8 @@ def lmms_command(
     config = LmmsConfig(
         tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()), model_args=model_args,
         out=run_dir, include_path=tuple(include_path or ()), limit=limit,
-        batch_size=batch_size, anchor=anchor, bootstrap=bootstrap)
+        batch_size=batch_size, anchor=anchor, bootstrap=bootstrap,
+        reference=reference)
     with progress_bar(err, disable=as_json) as progress:
         outcome = run_lmms(config, stage_reporter(progress))
     if as_json:
@@ -70,6 +76,8 @@ def lmms_command(
         out.print(f"already done (resumed): {', '.join(outcome.resumed)}")
     for table in outcome.tables:
         out.print(task_view(table))
+        if table.gap:
+            out.print(gap_view(table))
         out.print(f"  table: {run_dir / table.task / 'table.md'}   plot: {table.plot or '-'}")
 
 
@@ -99,3 +107,15 @@ def task_view(table: TaskTable) -> Table:
 
 def _number(value: float | None, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
+
+
+def gap_view(table: TaskTable) -> Table:
+    """Per point, the loss against the pristine images and its split by the reference."""
+    view = Table(title=f"{table.task}: {table.metric} lost, split by the fine-tuned reference",
+                 box=box.SIMPLE_HEAD)
+    for name in ("point", "bpp", "total", "information", "generalization"):
+        view.add_column(name, justify="left" if name == "point" else "right")
+    for gap in table.gap:
+        view.add_row(gap["point"], f"{gap['bpp']:.4f}", f"{gap['total']:+.4f}",
+                     f"{gap['information']:+.4f}", f"{gap['generalization']:+.4f}")
+    return view

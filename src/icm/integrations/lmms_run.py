@@ -28,12 +28,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from icm.bench.analysis import BDEntry, bd_table, curves, with_interval
-from icm.bench.report.plots import codec_colours, curve_plot
+from icm.bench.analysis import BDEntry, GapEntry, bd_table, curves, with_interval
+from icm.bench.report.plots import codec_colours, curve_plot, gap_plot
 from icm.bench.runner import RunFolderLock
 from icm.errors import IcmError
 from icm.fileio import write_atomic
-from icm.integrations.lmms_args import WrapperArgs, parse_wrapper_args
+from icm.integrations.lmms_args import ICM_KEYS, WrapperArgs, parse_wrapper_args
 from icm.pipeline import CodecPoint
 from icm.pipeline.point import parse_point
 
@@ -43,6 +43,7 @@ SUPPORTED_LMMS_EVAL = ("0.7.3",)
 INSTALL_HINT = ("pip install -e '.[lmms]' && pip install --no-deps "
                 f"lmms-eval=={SUPPORTED_LMMS_EVAL[-1]} (docs/lmms-eval.md)")
 PRISTINE = "pristine"
+REFERENCE = "reference"  # results of the fine-tuned reference: RUN/results/<task>/reference/
 Progress = Callable[[str, int, int], None]
 AGREEMENT = "agreement"  # the answer equals the answer on the pristine images
 
@@ -59,6 +60,9 @@ class LmmsConfig:
     batch_size: int = 1
     anchor: str = ""  # the codec BD values compare against (default: the first point's)
     bootstrap: int = 200
+    # model_args for the inner model's reference fine-tuned on decoded images (e.g.
+    # pretrained=/models/ft), replacing the inner's own: the information/generalization split
+    reference: str = ""
 
 
 @dataclass
@@ -74,6 +78,8 @@ class TaskTable:
     bd_agreement: list[dict[str, Any]]
     plot: str | None = None
     notes: list[str] = field(default_factory=list)
+    gap: list[dict[str, Any]] = field(default_factory=list)  # with a reference only
+    gap_plot: str | None = None
 
 
 @dataclass
@@ -92,22 +98,28 @@ def run_lmms(config: LmmsConfig, progress: Progress | None = None) -> LmmsOutcom
     if anchor not in {p.curve for p in wrapper_args.points}:
         raise IcmError(f"--anchor {anchor}: not the codec of any point "
                        f"({', '.join(dict.fromkeys(p.curve for p in wrapper_args.points))})")
+    reference = _reference_args(config.reference)
     task_manager = _task_manager(config)
     with RunFolderLock(config.out):
-        _check_run_folder(config, wrapper_args)
-        todo = [(task, point) for task in config.tasks
-                for point in (None, *wrapper_args.points)
-                if not result_path(config.out, task, point).exists()]
-        resumed = [f"{t} @ {p or PRISTINE}" for t in config.tasks
-                   for p in (None, *wrapper_args.points) if (t, p) not in todo]
+        _check_run_folder(config, wrapper_args, reference)
+        units = [(task, point, variant) for task in config.tasks
+                 for point in (None, *wrapper_args.points)
+                 for variant in ((None, REFERENCE) if reference and point else (None,))]
+        todo = sorted((unit for unit in units if not result_path(config.out, *unit).exists()),
+                      key=lambda unit: unit[2] is not None)  # the inner's, then the reference's
         if todo:
-            _evaluate(config, wrapper_args, task_manager, todo, progress)
+            _evaluate(config, wrapper_args, reference, task_manager, todo, progress)
         tables = [write_task_table(config.out, task, anchor, config.bootstrap)
                   for task in config.tasks]
         write_atomic(config.out / "summary.json", json.dumps(
             [asdict(t) for t in tables], indent=1, default=str).encode())
-    return LmmsOutcome(config.out, [f"{t} @ {p or PRISTINE}" for t, p in todo], resumed,
-                       tables)
+    return LmmsOutcome(config.out, [unit_name(*u) for u in todo],
+                       [unit_name(*u) for u in units if u not in todo], tables)
+
+
+def unit_name(task: str, point: CodecPoint | None, variant: str | None = None) -> str:
+    """``'mmbench_en @ hevc@qp37'``, ``'... (reference)'``, ``'... @ pristine'``."""
+    return f"{task} @ {point or PRISTINE}" + (f" ({variant})" if variant else "")
 
 
 # -- arguments, tasks, the run folder ---------------------------------------------------------
@@ -138,6 +150,23 @@ def parse_model_args(text: str) -> WrapperArgs:
     return parse_wrapper_args(parsed)
 
 
+def _reference_args(text: str) -> dict[str, Any]:
+    """The reference's model_args (the inner's, overridden): icm's own keys are refused."""
+    if not text.strip():
+        return {}
+    from lmms_eval.utils import simple_parse_args_string
+
+    try:
+        parsed = simple_parse_args_string(text)
+    except ValueError:
+        raise IcmError(f"--reference {text!r}: write key=value pairs separated by commas") \
+            from None
+    if claimed := sorted(set(parsed) & set(ICM_KEYS)):
+        raise IcmError(f"--reference {text!r}: {', '.join(claimed)} belong in --model-args; "
+                       "the reference takes the inner model's own arguments")
+    return parsed
+
+
 def _task_manager(config: LmmsConfig) -> Any:
     """lmms-eval's task index with the run's local task folders; unknown tasks fail here."""
     from lmms_eval.tasks import TaskManager
@@ -157,50 +186,65 @@ def _task_manager(config: LmmsConfig) -> Any:
     return manager
 
 
-def _check_run_folder(config: LmmsConfig, wrapper_args: WrapperArgs) -> None:
-    """A run folder holds one inner model's results: resuming with another is refused."""
+def _check_run_folder(config: LmmsConfig, wrapper_args: WrapperArgs,
+                      reference: dict[str, Any]) -> None:
+    """A run folder holds one inner model's results, and at most one reference's: resuming
+    with another model or another reference is refused (a reference may be added later)."""
     identity = {"inner": wrapper_args.inner,
                 "inner_args": {k: str(v) for k, v in sorted(wrapper_args.inner_args.items())},
                 "limit": config.limit}
+    named = {k: str(v) for k, v in sorted(reference.items())}
     path = config.out / "run.json"
-    if path.exists():
-        before = json.loads(path.read_text())
-        if before != identity:
-            raise IcmError(f"holds results of {before['inner']} {before['inner_args']} "
-                           f"(limit {before['limit']}); use another --out for this model",
-                           config.out)
-        return
-    write_atomic(path, json.dumps(identity, indent=1).encode())
+    before = json.loads(path.read_text()) if path.exists() else dict(identity)
+    kept = before.pop(REFERENCE, None)
+    if before != identity:
+        raise IcmError(f"holds results of {before['inner']} {before['inner_args']} "
+                       f"(limit {before['limit']}); use another --out for this model",
+                       config.out)
+    if named and kept is not None and kept != named:
+        raise IcmError(f"holds results of the reference {kept}; use another --out for "
+                       "another reference", config.out)
+    if not path.exists() or (named and kept is None):
+        write_atomic(path, json.dumps({**identity, **({REFERENCE: named} if named else {})},
+                                      indent=1).encode())
 
 
-def result_path(out: Path, task: str, point: CodecPoint | None) -> Path:
-    """``RUN/results/<task>/<point>.json``: readable, and unique by a short hash."""
+def result_path(out: Path, task: str, point: CodecPoint | None,
+                variant: str | None = None) -> Path:
+    """``RUN/results/<task>/[reference/]<point>.json``: readable, unique by a short hash."""
     name = str(point) if point is not None else PRISTINE
     slug = re.sub(r"[^A-Za-z0-9@.+=-]+", "_", name)[:80]
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return out / "results" / task / f"{slug}-{digest}.json"
+    return out / "results" / task / (variant or "") / f"{slug}-{digest}.json"
 
 
 # -- evaluation -------------------------------------------------------------------------------
 
 
-def _evaluate(config: LmmsConfig, wrapper_args: WrapperArgs, task_manager: Any,
-              todo: list[tuple[str, CodecPoint | None]], progress: Progress | None) -> None:
+def _evaluate(config: LmmsConfig, wrapper_args: WrapperArgs, reference: dict[str, Any],
+              task_manager: Any, todo: list[tuple[str, CodecPoint | None, str | None]],
+              progress: Progress | None) -> None:
+    """The inner model's evaluations, then the reference's: one model in memory at a time."""
     from icm.integrations.lmms_model import IcmModel, load_inner
 
-    with _quiet():
-        inner = load_inner(wrapper_args.inner,
-                           {**wrapper_args.inner_args, "batch_size": config.batch_size})
-    for task, point in todo:  # one bar per evaluation, filled when its results are stored
-        stage = f"{task} @ {point or PRISTINE}"
-        if progress:
-            progress(stage, 0, 1)
-        wrapper = IcmModel.around(inner, point, config.out / "cache")
-        result = evaluate_point(wrapper, task, task_manager, config)
-        write_atomic(result_path(config.out, task, point),
-                     json.dumps(result, indent=1, default=str).encode())
-        if progress:
-            progress(stage, 1, 1)
+    for variant, overrides in ((None, {}), (REFERENCE, reference)):
+        mine = [(task, point) for task, point, v in todo if v == variant]
+        if not mine:
+            continue
+        with _quiet():
+            model = load_inner(wrapper_args.inner, {**wrapper_args.inner_args, **overrides,
+                                                    "batch_size": config.batch_size})
+        for task, point in mine:  # one bar per evaluation, filled when it is stored
+            stage = unit_name(task, point, variant)
+            if progress:
+                progress(stage, 0, 1)
+            wrapper = IcmModel.around(model, point, config.out / "cache")
+            result = evaluate_point(wrapper, task, task_manager, config)
+            write_atomic(result_path(config.out, task, point, variant),
+                         json.dumps(result, indent=1, default=str).encode())
+            if progress:
+                progress(stage, 1, 1)
+        del model
 
 
 def evaluate_point(wrapper: Any, task: str, task_manager: Any, config: LmmsConfig
@@ -255,10 +299,12 @@ def _quiet():
 # -- analysis ---------------------------------------------------------------------------------
 
 
-def load_results(out: Path, task: str) -> dict[str, dict[str, Any]]:
-    """Every finished point of ``task`` in the run folder, by point ('pristine' included)."""
+def load_results(out: Path, task: str, variant: str | None = None
+                 ) -> dict[str, dict[str, Any]]:
+    """Every finished point of ``task`` in the run folder, by point ('pristine' included),
+    of the inner model or of its ``variant`` (the reference)."""
     found = {}
-    for path in sorted((out / "results" / task).glob("*.json")):
+    for path in sorted((out / "results" / task / (variant or "")).glob("*.json")):
         record = json.loads(path.read_text())
         found[record["point"]] = record
     return found
@@ -330,9 +376,49 @@ def write_task_table(out: Path, task: str, anchor: str, bootstrap: int) -> TaskT
                          codec_colours(rows), reference=pristine["score"])
         write_atomic(folder / "rate_accuracy.png", png)
         table.plot = str(folder / "rate_accuracy.png")
+    if reference := load_results(out, task, REFERENCE):
+        entries = gap_entries(task, records, reference, metric)
+        table.gap = [{**asdict(e), "generalization": e.generalization} for e in entries]
+        if entries:
+            png = gap_plot(entries, f"{task}: loss against the pristine images, split by the "
+                           "fine-tuned reference", codec_colours(rows))
+            write_atomic(folder / "gap.png", png)
+            table.gap_plot = str(folder / "gap.png")
     write_atomic(folder / "table.json", json.dumps(asdict(table), indent=1).encode())
     write_atomic(folder / "table.md", markdown_table(table).encode())
     return table
+
+
+def gap_entries(task: str, records: dict[str, dict[str, Any]],
+                reference: dict[str, dict[str, Any]], metric: str) -> list[GapEntry]:
+    """The bench's split (CompressVLMBench) per point, on the task's metric: ``total`` is the
+    score lost against the pristine images, ``information`` what the reference fine-tuned on
+    decoded images still loses (the bits are gone), their difference the generalization gap.
+    Means over the questions with images that both models answered at that point."""
+    pristine = _scores(records[PRISTINE], metric)
+    entries = []
+    for point, record in records.items():
+        if point == PRISTINE or point not in reference:
+            continue
+        plain, tuned = _scores(record, metric), _scores(reference[point], metric)
+        keys = sorted(plain.keys() & tuned.keys() & pristine.keys())
+        rates = {(s["task"], s["doc_id"]): s["bits"] / s["pixels"]
+                 for s in record["samples"] if s["pixels"]}
+        keys = [k for k in keys if k in rates]
+        if not keys:
+            continue
+        entries.append(GapEntry(
+            machine=task, adapted=REFERENCE, curve=parse_point(point).curve, point=point,
+            bpp=sum(rates[k] for k in keys) / len(keys),
+            total=sum(pristine[k] - plain[k] for k in keys) / len(keys),
+            information=sum(pristine[k] - tuned[k] for k in keys) / len(keys),
+            images=len(keys)))
+    return sorted(entries, key=lambda e: (e.curve, e.bpp))
+
+
+def _scores(record: dict[str, Any], metric: str) -> dict[tuple[str, Any], float]:
+    return {(s["task"], s["doc_id"]): float(s["scores"][metric]) for s in record["samples"]
+            if isinstance(s["scores"].get(metric), (int, float))}
 
 
 def _pristine_summary(record: dict[str, Any], metric: str, questions: set[str]
@@ -391,6 +477,13 @@ def markdown_table(table: TaskTable) -> str:
               f"{number(p['agreement'], '.3f')} | {number(p['psnr'], '.2f')} | "
               f"{p['questions']} |" for p in table.points]
     lines += ["", *table.notes] if table.notes else []
+    if table.gap:
+        lines += ["", f"Loss of {table.metric} against the pristine images, split by the "
+                  "fine-tuned reference (information: what it still loses; generalization: "
+                  "the rest):", "", "| point | bpp | total | information | generalization |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {g['point']} | {g['bpp']:.4f} | {g['total']:+.4f} | "
+                  f"{g['information']:+.4f} | {g['generalization']:+.4f} |" for g in table.gap]
     for title, entries in ((table.metric, table.bd), (AGREEMENT, table.bd_agreement)):
         lines += ["", f"BD against {table.anchor} on {title} (90% intervals resampled by "
                   "image):", "", "| codec | BD-rate | BD-" + title + " | notes |",
