@@ -39,6 +39,8 @@ DISTRIBUTION_OF = {
 #: imported, deliberately not declared, and why (the README gives the install)
 UNDECLARED_ON_PURPOSE = {
     "compressai": "its wheel pins numpy<2; installed with --no-deps beside numpy 2",
+    "lmms_eval": "its wheel pins av<16 (PyAV 18 decodes VVC); installed with --no-deps, pinned "
+                 "in the README's test command and checked by icm lmms",
 }
 
 

@@ -9,7 +9,6 @@ back through the machine's public name: the same code path real weights take.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from tests.clip_helpers import random_clip_checkpoint  # noqa: E402
+from tests.vlm_helpers import save_tiny_llava  # noqa: E402
 
 TINY_CLIP = "icm-test-tiny-clip"
 TINY_CLIP_CONFIG = {
@@ -39,15 +39,6 @@ TRUTHS = (
     Truth(captions=("an astronaut in a white suit", "a portrait of a woman"), labels=("person",)),
     Truth(captions=("a cup of coffee on a saucer",), labels=("cup", "coffee")),
 )
-# LLaVA's chat format, reduced: the processor expands <image> to one token per vision patch
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ message['role'] }}:"
-    "{% for part in message['content'] %}{% if part['type'] == 'image' %} <image>"
-    "{% else %} {{ part['text'] }}{% endif %}{% endfor %}{{ '\\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}assistant:{% endif %}"
-)
-
-
 @pytest.fixture(scope="module")
 def noise(photo: np.ndarray) -> np.ndarray:
     return np.random.default_rng(7).integers(0, 256, photo.shape, dtype=np.uint8)
@@ -150,75 +141,10 @@ def test_clip_unknown_architecture_fails_on_first_use(photo):
 
 
 # -- VLM -----------------------------------------------------------------------------------------
-def _tiny_tokenizer():
-    """A word-level tokenizer over the prompts' words, built offline with ``tokenizers``."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    words = re.findall(r"\w+|[^\w\s]", " ".join(DEFAULT_PROMPTS).lower())
-    vocab = ["<pad>", "<unk>", "<s>", "</s>", "<image>", "user", "assistant", ":"]
-    vocab += sorted(set(words) - set(vocab))
-    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
-    backend.normalizer = normalizers.Lowercase()
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
-    )
-    backend.decoder = decoders.WordPiece()  # joins words with spaces
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token="<unk>",
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-    )
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    return tokenizer, len(vocab)
-
-
 @pytest.fixture(scope="module")
 def vlm_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny LLaVA (CLIP vision tower + Llama decoder) and its processor, save_pretrained."""
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
-
-    tokenizer, vocab_size = _tiny_tokenizer()
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessor(
-            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-        ),
-        tokenizer=tokenizer,
-        patch_size=8,
-        vision_feature_select_strategy="full",
-        num_additional_image_tokens=1,  # the vision tower's CLS token
-        chat_template=CHAT_TEMPLATE,
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        image_size=32, patch_size=8, projection_dim=16,
-    )  # fmt: skip
-    text = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
-        pad_token_id=0, bos_token_id=2, eos_token_id=3,
-    )  # fmt: skip
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="full",
-        vision_feature_layer=-1,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("vlm") / "tiny-llava"
-    LlavaForConditionalGeneration(config).save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return save_tiny_llava(tmp_path_factory.mktemp("vlm") / "tiny-llava", DEFAULT_PROMPTS)
 
 
 @pytest.fixture(scope="module")

@@ -107,7 +107,7 @@ class _Grid:
         for group in groups:
             known = [a for a in (_accuracy(row) for row in group) if a is not None]
             accuracy.append(float(np.mean(known)) if known else None)
-        sources = [source_group(row["image_id"]) for row in groups[0]] if groups else []
+        sources = [resampling_group(row) for row in groups[0]] if groups else []
         return cls(points, [g[0]["codec"] for g in groups], sources, matrix("bpp"),
                    matrix(f"fidelity:{metric}" if metric else "primary_value"), matrix("psnr"),
                    accuracy)
@@ -129,6 +129,13 @@ class _Grid:
                 accuracy=self.accuracy[row] if sample is None else None,
             ))
         return {codec: sorted(pts, key=lambda p: p.bpp) for codec, pts in result.items()}
+
+
+def resampling_group(row: dict[str, Any]) -> str:
+    """What a bootstrap draws whole: the row's own ``group`` where it names one (questions
+    about one picture, from ``icm lmms``), else its image's source photo (views and
+    degradations of one photo)."""
+    return row.get("group") or source_group(row["image_id"])
 
 
 def _score(row: dict[str, Any], key: str) -> float:

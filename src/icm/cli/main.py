@@ -21,7 +21,7 @@ from rich.text import Text
 
 from icm import __version__
 from icm.bench.demo import run_demo
-from icm.cli import adapt, bench, degrade, learned, preedit, restore
+from icm.cli import adapt, bench, degrade, learned, lmms, preedit, restore
 from icm.cli.output import (
     JsonFlag,
     MaxPixels,
@@ -288,6 +288,7 @@ def demo_command(
 app.command("bench")(bench.bench_command)
 app.command("report")(bench.report_command)
 app.command("machines")(bench.machines_command)
+app.command("lmms")(lmms.lmms_command)
 app.command("degrade")(degrade.degrade_command)
 app.command("recognise")(degrade.recognise_command)
 app.add_typer(adapt.app, name="adapt")

@@ -37,10 +37,15 @@ def curve_plot(
     colours: dict[str, str],
     *,
     psnr: bool = False,
+    reference: float | None = None,
 ) -> bytes:
     """One line with markers per codec (mean PSNR when ``psnr``, else mean fidelity); the
-    anchor dashed; log bpp axis when the span is wide."""
+    anchor dashed; log bpp axis when the span is wide; ``reference`` (the score on the
+    pristine images) a dotted level line."""
     axes = _blank_axes()
+    if reference is not None:
+        axes.axhline(reference, color="0.4", linestyle=":", linewidth=1.2,
+                     label="pristine images")
     ordered = sorted(per_codec, key=lambda c: (c != anchor, c))
     for codec in ordered:
         points = per_codec[codec]
