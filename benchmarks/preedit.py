@@ -149,33 +149,50 @@ def measure_overhead(kodak: Path, model: str | None, images: int = 4) -> list[di
 
 
 def plot(saved: dict, path: Path) -> None:
-    """BD-rate (KL) of each pre-edit variant against +fit, with intervals, per codec."""
+    """Left: BD-rate (KL and the other scores) of each pre-edit variant against +fit, with
+    intervals. Right: the editor's held-out loss over training (1 = no edit), its learning
+    curve."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     stage = saved.get("stages", {}).get("classify")
-    if not stage:
-        return
-    items = [v for v in stage["variants"] if v["against"].endswith("+fit=classify")
-             and v["bd_rate"] is not None]
-    figure, axis = plt.subplots(figsize=(7.5, 0.45 * len(items) + 1.5))
+    items = [v for v in (stage or {}).get("variants", [])
+             if v["against"].endswith("+fit=classify") and v["bd_rate"] is not None]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 0.4 * max(len(items), 6) + 1.8),
+                                         gridspec_kw={"width_ratios": [3, 2]})
     for index, item in enumerate(items):
         low, high = item["bd_rate_ci"] or (item["bd_rate"], item["bd_rate"])
         colour = "tab:green" if "preedit" in item["variant"] else "tab:grey"
-        axis.errorbar(item["bd_rate"], index, xerr=[[item["bd_rate"] - low],
+        left.errorbar(item["bd_rate"], index, xerr=[[item["bd_rate"] - low],
                       [high - item["bd_rate"]]], fmt="o", color=colour, capsize=3)
-    axis.set_yticks(range(len(items)), [f"{v['variant'].replace('=classify', '')} "
+    left.set_yticks(range(len(items)), [f"{v['variant'].replace('=classify', '')} "
                                         f"({v['metric']})" for v in items], fontsize=7)
-    axis.axvline(0, color="black", linewidth=0.8)
-    axis.axvline(-15, color="tab:red", linewidth=0.8, linestyle="--")
-    axis.set_xlabel("BD-rate vs +fit=classify (%), 90% interval over Kodak photos")
-    axis.set_title("Pre-editing (green) and +for alone (grey) against resizing", fontsize=9)
-    axis.invert_yaxis()
+    left.axvline(0, color="black", linewidth=0.8)
+    left.axvline(-15, color="tab:red", linewidth=0.8, linestyle="--")
+    left.set_xlabel("BD-rate vs +fit=classify (%), 90% interval over Kodak photos")
+    left.set_title("Pre-editing (green) and +for alone (grey) against resizing", fontsize=9)
+    left.invert_yaxis()
+    curve = saved.get("model", {}).get("curve") or []
+    if curve:
+        right.plot([0] + [p["step"] for p in curve], [1.0] + [p["loss"] for p in curve], "o-")
+        right.axhline(1.0, color="black", linewidth=0.8)
+    right.set_xlabel("training step")
+    right.set_ylabel("held-out loss (McMaster; 1 = unedited)")
+    right.set_title("The shipped editor's learning curve", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def describe_editor(model: str | None) -> dict:
+    """The editor measured: file, digest, size, and its training record (with the curve)."""
+    from icm.preedit.api import describe_model, get_editor
+
+    record = describe_model(model)
+    record["curve"] = get_editor(model)[1].trained.get("curve", [])
+    return record
 
 
 def main() -> int:
@@ -197,6 +214,7 @@ def main() -> int:
         return 2
     out = HERE / "results" / "preedit.json"
     saved = json.loads(out.read_text()) if out.exists() else {"stages": {}}
+    saved["model"] = describe_editor(args.model)
     for name in names:
         if name == "proxy":
             saved["proxy"] = measure_proxy(args.kodak)
