@@ -35,6 +35,7 @@ FLOORS: dict[str, int] = {
 SAME_FLOOR_ALLOWED = {
     ("importance", "machines"), ("learned", "machines"), ("adapt", "machines"),
     ("restore", "machines"), ("restore", "degrade"), ("preedit", "machines"),
+    ("preedit", "importance"),
     ("importance", "container"),
     ("restore", "container"), ("codecs", "image"), ("training", "image"),
     ("limits", "errors"), ("registry", "errors"), ("fileio", "errors"),
