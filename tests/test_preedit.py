@@ -58,7 +58,7 @@ def trained(tmp_path_factory, photo_sets) -> tuple[Path, object]:
     """A tiny editor trained for 40 steps, with its loss on held-out photos before/after."""
     train, val = photo_sets
     result = train_editor(tiny_config(tmp_path_factory.mktemp("editor"), train, 40,
-                                      val_every=20),
+                                      val_every=20, lr=3e-4),
                           val=(val,))
     return result.out, result
 

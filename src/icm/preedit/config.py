@@ -96,8 +96,8 @@ class PreeditTrainConfig:
     #: crops cut from each photo (with their importance maps) once, before training
     crops_per_photo: int = 4
     batch: int = 6
-    steps: int = 600
-    lr: float = 1e-3
+    steps: int = 300
+    lr: float = 3e-4
     seed: int = 0
     checkpoint_every: int = 50
     limit: int = 0
