@@ -17,7 +17,8 @@ measures the rank correlation of proxy and real bits over photos and levels (0.9
 Kodak x ten levels for JPEG, HEVC and VVC) and the scale (real bits are 3.4x the proxy's
 for JPEG, whose Huffman codes and DC are coded less tightly, 1.6-1.7x for HEVC and VVC).
 The proxy stays in its own units: training weighs the machine term by the codec's slope
-measured with the same proxy (``icm.preedit.train``), in which a rate scale cancels.
+measured with the same proxy (``icm.preedit.train``), so a rate scale would change the rate
+and the machine terms alike, leaving only the small pixel term's share to move.
 """
 
 from __future__ import annotations
