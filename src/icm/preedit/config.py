@@ -142,8 +142,3 @@ class PreeditTrainConfig:
         """What a checkpoint must match to be resumed (``steps`` may grow: training longer)."""
         return identity_of(self)
 
-
-def log2_step(family: str, value: float) -> float:
-    """log2 of the mean luma step of a level (for records and plots)."""
-    return float(np.mean(np.log2(step_tables(family, value)[0])))
-

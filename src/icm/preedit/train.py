@@ -65,8 +65,6 @@ class Batch:
     importance: torch.Tensor  # (B, 1, rows, cols): the machine's relative block map
     tables: torch.Tensor  # (B, 2, 8, 8)
     conditions: torch.Tensor  # (B, 2)
-    family: str
-    level: float
 
 
 @dataclass
@@ -167,7 +165,7 @@ def level_batch(crops: torch.Tensor, importance: torch.Tensor, family: str,
                 level: float) -> Batch:
     tables = torch.from_numpy(step_tables(family, level))[None].expand(len(crops), -1, -1, -1)
     conditions = torch.tensor([condition(family, level)]).expand(len(crops), -1)
-    return Batch(crops, importance, tables.contiguous(), conditions.contiguous(), family, level)
+    return Batch(crops, importance, tables.contiguous(), conditions.contiguous())
 
 
 def sample_batch(crops: Crops, config: PreeditTrainConfig, step: int) -> Batch:
