@@ -60,6 +60,11 @@ def feature_distortion(features: MachineFeatures, x_hat: torch.Tensor,
     tap weighs the same whatever its activation scale."""
     with torch.no_grad():
         reference = features(x)
+    return relative_distance(features(x_hat), reference)
+
+
+def relative_distance(taps: list[torch.Tensor], reference: list[torch.Tensor]) -> torch.Tensor:
+    """Per image, the mean over taps of ||tap - reference||^2 / ||reference||^2."""
     terms = [(a - r).pow(2).mean(dim=(1, 2, 3)) / r.pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-8)
-             for a, r in zip(features(x_hat), reference, strict=True)]
+             for a, r in zip(taps, reference, strict=True)]
     return torch.stack(terms).mean(dim=0)

@@ -22,6 +22,7 @@ from icm.machines import get_machine
 from icm.preedit.config import PreeditError, condition, family_of, level_value
 from icm.preedit.files import EditorInfo, load_model, shipped_model
 from icm.preedit.network import IMPORTANCE_BLOCK, SHUFFLE, EditorNet, relative_importance
+from icm.training import to_tensor
 
 
 def model_path(model: str | None) -> Path:
@@ -71,7 +72,7 @@ def edit_image(rgb: np.ndarray, codec: Codec, level: str | None,
     importance = torch.from_numpy(importance_of(rgb, info.machine))[None, None]
     state = torch.tensor([condition(family, level_value(codec, level))])
     height, width = rgb.shape[:2]
-    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()[None] / 255.0
+    x = to_tensor(rgb)[None]
     pad_h, pad_w = -height % SHUFFLE, -width % SHUFFLE
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")

@@ -41,7 +41,7 @@ from torch.nn import functional as F
 from icm.image.resample import resize
 from icm.machines import get_machine
 from icm.machines.classify import LITE0_TAPS
-from icm.machines.features import LITE0_HEAD, MachineFeatures
+from icm.machines.features import LITE0_HEAD, MachineFeatures, relative_distance
 from icm.preedit.api import importance_of
 from icm.preedit.config import (
     TRAIN_LEVELS,
@@ -53,7 +53,16 @@ from icm.preedit.config import (
 from icm.preedit.files import EditorInfo, save_model
 from icm.preedit.network import Architecture, EditorNet, parameter_count
 from icm.preedit.proxy import CodecProxy
-from icm.training import Progress, Schedule, Settings, TrainedRun, load_photos, resume, run
+from icm.training import (
+    Progress,
+    Schedule,
+    Settings,
+    TrainedRun,
+    load_photos,
+    resume,
+    run,
+    to_tensor,
+)
 
 #: the levels the held-out figures are measured at, per family
 VAL_LEVELS = {"jpeg": (10, 30, 60), "transform": (42, 37, 32)}
@@ -103,9 +112,7 @@ def distortion(outputs: MachineOutputs, reference: tuple[list[torch.Tensor], tor
     ref_taps, ref_logits = reference
     kl = F.kl_div(logits.log_softmax(-1), ref_logits.log_softmax(-1), log_target=True,
                   reduction="none").sum(-1)
-    terms = [(a - r).pow(2).mean(dim=(1, 2, 3)) / r.pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-8)
-             for a, r in zip(taps, ref_taps, strict=True)]
-    return kl + feature_weight * torch.stack(terms).mean(dim=0)
+    return kl + feature_weight * relative_distance(taps, ref_taps)
 
 
 def fitted_photos(config: PreeditTrainConfig, specs: Sequence[str], limit: int
@@ -122,10 +129,6 @@ def fitted_photos(config: PreeditTrainConfig, specs: Sequence[str], limit: int
         photos.append(pixels if (height, width) == pixels.shape[:2]
                       else resize(pixels, max(width, config.crop), max(height, config.crop)))
     return photos
-
-
-def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float() / 255.0
 
 
 @dataclass

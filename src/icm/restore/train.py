@@ -46,7 +46,16 @@ from icm.metrics import psnr
 from icm.restore.config import UNKNOWN, RestoreTrainConfig, RestoreTrainError
 from icm.restore.files import RestoreInfo, load_model, save_model
 from icm.restore.network import Architecture, RestoreNet, parameter_count
-from icm.training import Progress, Schedule, Settings, TrainedRun, load_photos, resume, run
+from icm.training import (
+    Progress,
+    Schedule,
+    Settings,
+    TrainedRun,
+    load_photos,
+    resume,
+    run,
+    to_tensor,
+)
 
 #: the largest context window a degradation is applied to before cropping
 MAX_CONTEXT = 256
@@ -79,11 +88,6 @@ class TrainResult(TrainedRun):
 def load_images(specs: Sequence[str], crop: int, limit: int = 0) -> list[np.ndarray]:
     """The training photos, each at least a crop on its shorter side."""
     return load_photos(specs, crop, limit, RestoreTrainError)
-
-
-def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float() / 255.0
 
 
 def sample_batch(images: Sequence[np.ndarray], config: RestoreTrainConfig, net: RestoreNet,

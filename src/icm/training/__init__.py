@@ -4,7 +4,7 @@ batches and its loss."""
 
 from icm.training.checkpoints import load_checkpoint, save_checkpoint
 from icm.training.loop import Outcome, Progress, Settings, Task, TrainedRun, resume, run
-from icm.training.photos import load_photos
+from icm.training.photos import load_photos, to_tensor
 from icm.training.schedule import Schedule
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "resume",
     "run",
     "save_checkpoint",
+    "to_tensor",
 ]

@@ -1,8 +1,10 @@
-"""The photos a trainer reads: every photo of its dataset specs, decoded once."""
+"""The photos a trainer reads: every photo of its dataset specs, decoded once, and the one way
+a photo becomes a tensor."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,3 +28,10 @@ def load_photos(specs: Sequence[str], min_side: int, limit: int = 0,
         raise error(f"no photos of at least {min_side}x{min_side} px in "
                     f"{', '.join(map(repr, specs))}")
     return photos
+
+
+def to_tensor(rgb: np.ndarray) -> Any:
+    """(H, W, 3) uint8 -> (3, H, W) float32 torch tensor in [0, 1]."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float() / 255.0
